@@ -1,0 +1,202 @@
+"""The three contracts between the core and the plugins, and the small types they exchange.
+
+Conventions at every protocol boundary:
+
+- frames: ``[B,3,T,H,W]`` float in [-1, 1], in video order; frame 0 is the reference view.
+- latents: RAW VAE latents ``[B,C,T',h,w]``; each generator owns its own normalisation
+  (:meth:`LatentSpec.to_model` / :meth:`LatentSpec.to_raw`).
+- stitch-point tokens: ``[B,C,T,h,w]`` with the prefix tokens (cls, registers) removed, the layout a
+  ``Conv3d`` stitch adapter produces.
+- devices and dtypes are arguments, never hard-coded; CPU float32 always works.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    import torch
+    from torch import Tensor, nn
+
+    from vist3a.scene import Decoded3D
+
+
+@dataclass(frozen=True)
+class LatentSpec:
+    """Geometry and normalisation of a video VAE's latent space.
+
+    ``model = (raw - shift) * scale`` is what the denoiser sees; ``raw`` is what the VAE decoder takes.
+    ``shift`` and ``scale`` are scalars or one value per channel (Wan: ``shift = mean``, ``scale = 1/std``;
+    CogVideoX and HunyuanVideo: ``shift = 0``, ``scale = scaling_factor``).
+
+    Frame rule: a video of ``T = temporal_factor * k + 1`` frames encodes to ``T' = k + 1`` latent frames
+    (a causal VAE keeps the first frame on its own).
+    """
+
+    channels: int
+    spatial_factor: int
+    temporal_factor: int
+    shift: float | tuple[float, ...] = 0.0
+    scale: float | tuple[float, ...] = 1.0
+
+    def __post_init__(self) -> None:
+        if self.channels < 1 or self.spatial_factor < 1 or self.temporal_factor < 1:
+            raise ValueError(f"LatentSpec factors must be positive, got {self}")
+        for name in ("shift", "scale"):
+            value = getattr(self, name)
+            if isinstance(value, Sequence) and len(value) != self.channels:
+                raise ValueError(f"LatentSpec.{name} has {len(value)} values for {self.channels} channels")
+
+    @property
+    def frame_rule(self) -> str:
+        """The valid frame counts, e.g. ``"4k+1"``."""
+        return f"{self.temporal_factor}k+1"
+
+    def is_valid_frames(self, frames: int) -> bool:
+        return frames >= 1 and (frames - 1) % self.temporal_factor == 0
+
+    def valid_frames(self, frames: int) -> int:
+        """The smallest valid frame count >= ``frames`` (pad by repeating the last frame)."""
+        if frames < 1:
+            raise ValueError(f"frame count must be positive, got {frames}")
+        k = -(-(frames - 1) // self.temporal_factor)
+        return self.temporal_factor * k + 1
+
+    def latent_frames(self, frames: int) -> int:
+        """``T'`` for a valid ``T``."""
+        if not self.is_valid_frames(frames):
+            raise ValueError(f"{frames} frames do not follow the frame rule {self.frame_rule}")
+        return (frames - 1) // self.temporal_factor + 1
+
+    def pixel_frames(self, latent_frames: int) -> int:
+        """``T`` for ``T'`` latent frames."""
+        return (latent_frames - 1) * self.temporal_factor + 1
+
+    def latent_shape(self, frames: int, height: int, width: int) -> tuple[int, int, int, int]:
+        """``(C, T', h, w)`` of the raw latents of a ``frames x height x width`` video."""
+        if height % self.spatial_factor or width % self.spatial_factor:
+            raise ValueError(f"{height}x{width} is not divisible by the spatial factor {self.spatial_factor}")
+        return (self.channels, self.latent_frames(frames), height // self.spatial_factor, width // self.spatial_factor)
+
+    def to_model(self, raw: Tensor) -> Tensor:
+        """RAW latents ``[B,C,T',h,w]`` -> the denoiser's normalised space."""
+        shift, scale = self._per_channel(raw)
+        return (raw - shift) * scale
+
+    def to_raw(self, latents: Tensor) -> Tensor:
+        """Normalised latents ``[B,C,T',h,w]`` -> RAW latents."""
+        shift, scale = self._per_channel(latents)
+        return latents / scale + shift
+
+    def _per_channel(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        import torch
+
+        if x.ndim != 5 or x.shape[1] != self.channels:
+            raise ValueError(f"expected latents [B,{self.channels},T',h,w], got {tuple(x.shape)}")
+        shape = (1, self.channels, 1, 1, 1)
+        shift = torch.as_tensor(self.shift, dtype=x.dtype, device=x.device).expand(self.channels).reshape(shape)
+        scale = torch.as_tensor(self.scale, dtype=x.dtype, device=x.device).expand(self.channels).reshape(shape)
+        return shift, scale
+
+
+@dataclass(frozen=True)
+class StitchPoint:
+    """A candidate layer where a 3D model can be cut and fed from VAE latents.
+
+    ``grid`` is the patch-token grid ``(h, w)`` at the decoder's input size, ``channels`` the token width and
+    ``prefix_tokens`` the number of tokens (cls, registers) in front of the patch tokens, which the stitch
+    adapter does not produce. ``index`` orders the points from the input (1 = after the first layer).
+    """
+
+    name: str
+    grid: tuple[int, int]
+    channels: int
+    prefix_tokens: int = 0
+    index: int = 0
+
+
+@runtime_checkable
+class Generator(Protocol):
+    """A text-to-video latent diffusion model with its VAE."""
+
+    name: str
+    latent: LatentSpec
+
+    def encode(self, frames: Tensor) -> Tensor:
+        """frames ``[B,3,T,H,W]`` in [-1,1] -> RAW latents ``[B,C,T',h,w]``."""
+        ...
+
+    def decode(self, latents: Tensor) -> Tensor:
+        """RAW latents ``[B,C,T',h,w]`` -> frames ``[B,3,T,H,W]`` in [-1,1]; differentiable."""
+        ...
+
+    def sample(
+        self,
+        prompts: Sequence[str],
+        *,
+        num_frames: int,
+        height: int,
+        width: int,
+        steps: int,
+        guidance: float,
+        negative_prompt: str | None = None,
+        generator: torch.Generator | None = None,
+    ) -> Tensor:
+        """Text -> RAW latents ``[B,C,T',h,w]``."""
+        ...
+
+    def trainable(self) -> nn.Module:
+        """The denoiser that LoRA attaches to."""
+        ...
+
+
+@runtime_checkable
+class Decoder3D(Protocol):
+    """A feed-forward 3D reconstruction model that can be cut at its stitch points."""
+
+    name: str
+    needs_rgb: bool  # True when a head after the stitch point reads the frames themselves
+
+    def stitch_points(self) -> list[StitchPoint]:
+        """Candidate layers, ordered from the input, at the decoder's configured input size."""
+        ...
+
+    def preprocess(self, frames: Tensor) -> Tensor:
+        """frames ``[B,3,T,H,W]`` in [-1,1] -> the model's own input (resized, normalised)."""
+        ...
+
+    def forward_features(self, x: Tensor, points: Sequence[str]) -> dict[str, Tensor]:
+        """Activations ``[B,C,T,h,w]`` (prefix tokens dropped) at the named points, in one pass."""
+        ...
+
+    def forward_from(self, point: str, tokens: Tensor, aux: Mapping[str, Tensor] | None = None) -> Decoded3D:
+        """Run the layers after ``point`` on tokens ``[B,C,T,h,w]``; ``aux["frames"]`` when ``needs_rgb``."""
+        ...
+
+    def forward(self, x: Tensor) -> Decoded3D:
+        """The original model on preprocessed input (the distillation teacher)."""
+        ...
+
+    def distill_loss(self, student: Decoded3D, teacher: Decoded3D) -> dict[str, Tensor]:
+        """Weighted L1 per output head; the values sum to the total loss."""
+        ...
+
+
+@runtime_checkable
+class Reward(Protocol):
+    """A differentiable score of generated content; higher is better."""
+
+    name: str
+
+    def __call__(
+        self,
+        *,
+        prompts: Sequence[str],
+        frames: Tensor | None = None,
+        renders: Tensor | None = None,
+        decoded: Decoded3D | None = None,
+    ) -> Tensor:
+        """Score ``[B]``. frames and renders are ``[B,3,V,H,W]`` in [-1,1]."""
+        ...

@@ -1,0 +1,42 @@
+"""What a plugin registers: a typed, documented spec rather than a bare class."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+from vist3a.config import ComponentConfig
+
+C = TypeVar("C", bound=ComponentConfig)
+
+
+@dataclass(frozen=True)
+class ComponentSpec(Generic[C]):
+    """A generator, decoder or reward that a plugin provides."""
+
+    name: str
+    """Unique id, used in registry.yaml and on the command line (lowercase, no ``:``)."""
+    description: str
+    """One line shown by ``vist3a plugins``."""
+    factory: Callable[[C], Any]
+    """Builds the component from a validated ``config``."""
+    config: type[C] = ComponentConfig  # type: ignore[assignment]
+    """The pydantic model of what ``factory`` accepts; a subclass of ComponentConfig."""
+    licence: str = "unspecified"
+    """Licence note for the code and the default weights (users must honour the weights' licence)."""
+
+
+@dataclass(frozen=True)
+class GeneratorSpec(ComponentSpec[C]):
+    """Registers a :class:`~vist3a.protocols.Generator`."""
+
+
+@dataclass(frozen=True)
+class DecoderSpec(ComponentSpec[C]):
+    """Registers a :class:`~vist3a.protocols.Decoder3D`."""
+
+
+@dataclass(frozen=True)
+class RewardSpec(ComponentSpec[C]):
+    """Registers a :class:`~vist3a.protocols.Reward`."""
