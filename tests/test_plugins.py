@@ -95,6 +95,32 @@ def test_invalid_registration_is_rejected_with_the_plugin_name(spec, message):
         plugins.registrations("generators")
 
 
+def test_a_crashing_hook_is_attributed_to_its_plugin():
+    class Crash:
+        @hookimpl
+        def register_decoders(self, register):
+            raise KeyError("oops")
+
+    with pytest.raises(PluginError, match="plugin 'p0' failed in register_decoders: KeyError: 'oops'"):
+        _fresh(Crash()).registrations("decoders")
+
+
+def test_registrations_are_cached_until_plugins_change(plugins):
+    calls = []
+
+    class Counting:
+        @hookimpl
+        def register_rewards(self, register):
+            calls.append(1)
+
+    plugins.add(Counting(), "counting")
+    plugins.registrations("rewards")
+    plugins.registrations("rewards")
+    assert len(calls) == 1
+    plugins.remove("counting")
+    assert "fake-reward" in plugins.registrations("rewards") and len(calls) == 1
+
+
 def test_misspelled_hook_fails_loudly():
     class Typo:
         @hookimpl

@@ -20,7 +20,7 @@ import pluggy
 
 from vist3a import hookspecs
 from vist3a.config import ComponentConfig
-from vist3a.errors import PluginError, UnknownPluginError
+from vist3a.errors import PluginError, UnknownPluginError, Vist3aError
 from vist3a.specs import ComponentSpec, DecoderSpec, GeneratorSpec, RewardSpec
 
 ENTRY_POINT_GROUP = "vist3a"
@@ -60,6 +60,7 @@ class Plugins:
         self.pm = pluggy.PluginManager(ENTRY_POINT_GROUP)
         self.pm.add_hookspecs(hookspecs)
         self.infos: dict[str, PluginInfo] = {}
+        self._registrations: dict[Kind, dict[str, Registration]] = {}
         if os.environ.get("VIST3A_TRACE_PLUGINS", "").strip() not in {"", "0"}:
             self.pm.add_hookcall_monitoring(_trace_before, _trace_after)
 
@@ -69,11 +70,13 @@ class Plugins:
             self.pm.register(plugin, name=name)
         except (pluggy.PluginValidationError, ValueError) as exc:
             raise PluginError(f"plugin {name!r}: {exc}") from None
+        self._registrations.clear()
         self.infos[name] = info or PluginInfo(name)
         self.infos[name].hooks = sorted(c.name for c in self.pm.get_hookcallers(plugin) or [])
 
     def remove(self, name: str) -> None:
         self.pm.unregister(name=name)
+        self._registrations.clear()
         self.infos.pop(name, None)
 
     def load_entry_points(self, only: set[str] | None = None) -> None:
@@ -117,14 +120,17 @@ class Plugins:
         everyone = self.pm.get_plugins()
         for impl in getattr(self.pm.hook, hook_name).get_hookimpls():
             others = [p for p in everyone if p is not impl.plugin]
-            yield impl.plugin_name, self.pm.subset_hook_caller(hook_name, others)
+            caller = self.pm.subset_hook_caller(hook_name, others)
+            yield impl.plugin_name, partial(_attributed, caller, impl.plugin_name, hook_name)
 
     def registrations(self, kind: Kind) -> dict[str, Registration]:
         """Every spec of ``kind`` that the loaded plugins register, by name."""
-        found: dict[str, Registration] = {}
-        for plugin, call in self.hook_callers(f"register_{kind}"):
-            call(register=partial(_record, found, kind, plugin=plugin))
-        return found
+        if kind not in self._registrations:
+            found: dict[str, Registration] = {}
+            for plugin, call in self.hook_callers(f"register_{kind}"):
+                call(register=partial(_record, found, kind, plugin=plugin))
+            self._registrations[kind] = found
+        return dict(self._registrations[kind])
 
     def get(self, kind: Kind, name: str) -> Registration:
         found = self.registrations(kind)
@@ -132,6 +138,16 @@ class Plugins:
             known = ", ".join(sorted(found)) or "none"
             raise UnknownPluginError(f"no plugin provides the {kind[:-1]} {name!r}; known: {known}")
         return found[name]
+
+
+def _attributed(caller: Callable[..., Any], plugin: str, hook_name: str, **kwargs: Any) -> Any:
+    """Call a hook, naming the plugin if its implementation raises."""
+    try:
+        return caller(**kwargs)
+    except Vist3aError:
+        raise
+    except Exception as exc:
+        raise PluginError(f"plugin {plugin!r} failed in {hook_name}: {type(exc).__name__}: {exc}") from exc
 
 
 def _record(found: dict[str, Registration], kind: Kind, spec: Any, *, plugin: str) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import typer
-from rich.table import Table
+from rich.table import Column, Table
 
 from vist3a.commands.options import JsonOpt, out, print_json
 from vist3a.plugins import SPEC_TYPES, Plugins, get_plugins
@@ -17,7 +17,7 @@ def plugins(json: JsonOpt = False) -> None:
     if json:
         print_json(rows)
         return
-    table = Table("plugin", "distribution", "provides", "hooks", "status")
+    table = Table(Column("plugin", no_wrap=True), "distribution", "provides", "hooks", "status")
     for row in rows:
         provides = "; ".join(f"{kind}: {', '.join(names)}" for kind, names in row["provides"].items() if names)
         status = f"[red]failed: {row['error']}[/red]" if row["error"] else "[green]loaded[/green]"
