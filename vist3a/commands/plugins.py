@@ -17,7 +17,8 @@ def plugins(json: JsonOpt = False) -> None:
     if json:
         print_json(rows)
         return
-    table = Table(Column("plugin", no_wrap=True), "distribution", "provides", "hooks", "status")
+    fold = {"overflow": "fold"}
+    table = Table(Column("plugin", no_wrap=True), "distribution", Column("provides", **fold), Column("hooks", **fold), "status")
     for row in rows:
         provides = "; ".join(f"{kind}: {', '.join(names)}" for kind, names in row["provides"].items() if names)
         status = f"[red]failed: {row['error']}[/red]" if row["error"] else "[green]loaded[/green]"
