@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from vist3a import hookspecs
+from vist3a.commands.plugins import plugin_rows
 from vist3a.config import ComponentConfig
 from vist3a.errors import PluginError, UnknownPluginError
 from vist3a.hookspecs import hookimpl
@@ -195,6 +196,9 @@ def test_broken_plugin_is_reported_and_skipped(installed, caplog):
     assert plugins.infos["t_broken"].error == "ImportError: needs a library that is not installed"
     assert "good-reward" in plugins.registrations("rewards")
     assert "'t_broken' failed to load and was skipped" in caplog.text
+    rows = {row["name"]: row for row in plugin_rows(plugins)}
+    assert rows["t_broken"]["error"] == "ImportError: needs a library that is not installed"
+    assert rows["t_good"]["provides"] == {"rewards": ["good-reward"]}
 
 
 def test_misspelled_hook_in_an_installed_plugin(installed):
