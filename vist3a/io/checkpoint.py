@@ -126,12 +126,12 @@ class PretrainedMixin:
         if class_name != cls.__name__:
             raise CheckpointError(f"{directory / CONFIG_NAME}: holds a {class_name or 'unnamed class'}, not a {cls.__name__}")
         config = validate(cls.config_class, values, str(directory / CONFIG_NAME))
-        module = cls(config)  # type: ignore[call-arg]
+        module = cls(config).to(dtype=dtype)  # type: ignore[call-arg]
         assert isinstance(module, nn.Module)
         state = load_state_dict(directory / WEIGHTS_NAME)
         check_state_dict(module, state, directory / WEIGHTS_NAME)
         module.load_state_dict(state)
-        return module.to(device=device, dtype=dtype).eval()  # type: ignore[return-value]
+        return module.to(device=device).eval()  # type: ignore[return-value]
 
 
 def _first_line(exc: BaseException) -> str:
