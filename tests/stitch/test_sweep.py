@@ -1,82 +1,115 @@
-"""The streaming sweep statistics: exact fits, planted layers, held-out scores, resumable state."""
+"""The sweep runner: one pass over clips, planted layers recovered, interruption and resume."""
 
 import pytest
 import torch
+from torch import nn
 
-from vist3a.stitch.sweep import SweepStatistics, choose
+from tests.fakes import FakeDecoder, FakeGenerator
+from vist3a.errors import InputError
+from vist3a.io.clips import open_clips
+from vist3a.protocols import StitchPoint
+from vist3a.stitch.adapter import AdapterConfig, StitchAdapter
+from vist3a.stitch.spec import derive_spec
+from vist3a.stitch.statistics import choose
+from vist3a.stitch.sweep import SweepSetup, is_heldout, run_sweep
 
-
-def _data(n=600, d=12, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    x = torch.randn(n, d, generator=g, dtype=torch.float64)
-    w = torch.randn(d, 5, generator=g, dtype=torch.float64)
-    layers = {
-        "exact": x @ w + 0.5,  # planted: an exact linear function of the inputs
-        "noisy": x @ w + torch.randn(n, 5, generator=g, dtype=torch.float64),
-        "nonlinear": torch.tanh(3 * x[:, :3]) ** 2,
-    }
-    return x, w, layers
-
-
-def _streamed(x, layers, heldout_from=None, chunk=50):
-    stats = SweepStatistics(x.shape[1], {k: v.shape[1] for k, v in layers.items()})
-    for start in range(0, x.shape[0], chunk):
-        split = "heldout" if heldout_from is not None and start >= heldout_from else "fit"
-        stats.update(split, x[start : start + chunk], {k: v[start : start + chunk] for k, v in layers.items()})
-    return stats
+SIZE = (16, 16)
+SPEC = "conv3d_k3x3x3_o8_s1x1x1_p1x1x1"
 
 
-def test_streaming_fit_equals_a_direct_least_squares_fit():
-    x, _, layers = _data()
-    stats = _streamed(x, layers)
-    xa = torch.cat([x, torch.ones(len(x), 1, dtype=x.dtype)], dim=1)
-    for name, y in layers.items():
-        direct = torch.linalg.lstsq(xa, y).solution
-        fit = stats.solve(name, ridge=0.0)
-        solution = torch.cat([fit.weight, fit.bias[None]])
-        assert (solution - direct).norm() / direct.norm() <= 1e-6, name
-        residual = y - xa @ direct
-        assert fit.fit_mse == pytest.approx(float(residual.pow(2).mean()), rel=1e-6)
-        assert fit.fit_relative_mse == pytest.approx(float(residual.pow(2).sum() / (y - y.mean(0)).pow(2).sum()), rel=1e-6)
+class PlantedDecoder(nn.Module):
+    """Its 'linear' point is exactly a stitch adapter applied to the generator's latents; 'squared' is not."""
+
+    name, needs_rgb = "planted", False
+
+    def __init__(self, generator: FakeGenerator) -> None:
+        super().__init__()
+        self.generator = generator
+        self.truth = StitchAdapter(AdapterConfig(spec=SPEC, in_channels=4, temporal_factor=4)).double()
+
+    def stitch_points(self):
+        return [StitchPoint("linear", (4, 4), 8, 0, 1), StitchPoint("squared", (4, 4), 8, 0, 2)]
+
+    def preprocess(self, frames):
+        return frames
+
+    def forward_features(self, x, points):
+        tokens = self.truth(self.generator.encode(x).double())
+        return {"linear": tokens, "squared": tokens**2}
 
 
-def test_planted_layer_is_chosen_and_its_weights_recovered():
-    x, w, layers = _data()
-    stats = _streamed(x, layers, heldout_from=400)
-    fits = {name: stats.solve(name) for name in layers}
-    assert choose(fits) == "exact" and choose(fits, "mse") == "exact"
-    assert torch.allclose(fits["exact"].weight, w, atol=1e-6) and torch.allclose(fits["exact"].bias, torch.full((5,), 0.5, dtype=torch.float64), atol=1e-6)
-    assert fits["exact"].relative_mse < 1e-10 and fits["exact"].cka > fits["nonlinear"].cka
+class RichGenerator(FakeGenerator):
+    """Latent channels that are not affine in RGB, so the design matrix has full column rank."""
+
+    def encode(self, frames):
+        latents = super().encode(frames)
+        return torch.cat([latents[:, :2], torch.tanh(3 * latents[:, 2:])], dim=1)
 
 
-def test_heldout_scores_differ_from_in_sample_as_they_should():
-    x, _, layers = _data(n=300, d=40)  # few rows per parameter: the fit overfits the noise
-    stats = _streamed(x, layers, heldout_from=150)
-    noisy = stats.solve("noisy", ridge=0.0)
-    assert noisy.mse > noisy.fit_mse * 1.5
-    xa = torch.cat([x, torch.ones(len(x), 1, dtype=x.dtype)], dim=1)
-    heldout = layers["noisy"][150:] - xa[150:] @ torch.cat([noisy.weight, noisy.bias[None]])
-    assert noisy.mse == pytest.approx(float(heldout.pow(2).mean()), rel=1e-6)
+@pytest.fixture
+def generator():
+    torch.manual_seed(0)
+    return RichGenerator()
 
 
-def test_state_round_trip_resumes_identically():
-    x, _, layers = _data()
-    whole = _streamed(x, layers, heldout_from=400)
-    first = _streamed(x[:300], {k: v[:300] for k, v in layers.items()})
-    resumed = SweepStatistics(x.shape[1], {k: v.shape[1] for k, v in layers.items()})
-    resumed.load_state_dict(first.state_dict())
-    for start in range(300, 600, 50):
-        split = "heldout" if start >= 400 else "fit"
-        resumed.update(split, x[start : start + 50], {k: v[start : start + 50] for k, v in layers.items()})
-    for key, value in whole.state_dict().items():
-        assert torch.allclose(resumed.state_dict()[key], value, rtol=1e-12), key
-    with pytest.raises(ValueError, match="do not match"):
-        SweepStatistics(3, {"exact": 5}).load_state_dict(whole.state_dict())
+def _setup(decoder, heldout=0.25):
+    points = decoder.stitch_points()
+    return SweepSetup(points, {p.name: SPEC for p in points}, SIZE, SIZE, heldout, data="synthetic:8")
 
 
-def test_choose_criteria():
-    x, _, layers = _data()
-    fits = {name: _streamed(x, layers, heldout_from=400).solve(name) for name in layers}
-    assert choose(fits, "cka") == max(fits, key=lambda k: fits[k].cka)
-    with pytest.raises(ValueError, match="unknown criterion"):
-        choose(fits, "accuracy")
+def test_planted_layer_is_chosen_and_its_adapter_recovered(generator):
+    decoder = PlantedDecoder(generator)
+    clips = open_clips("synthetic:8", frames=9, size=SIZE)
+    fits = run_sweep(generator, decoder, clips, _setup(decoder)).fits(ridge=0.0)
+    assert choose(fits) == "linear" and fits["linear"].relative_mse < 1e-12
+    weight = decoder.truth.conv.weight.reshape(8, -1).T
+    assert torch.allclose(fits["linear"].weight, weight, atol=1e-6)
+    assert torch.allclose(fits["linear"].bias, decoder.truth.conv.bias, atol=1e-6)
+    assert fits["squared"].relative_mse > 1e-3
+
+
+def test_sweep_over_a_real_decoder_shape(generator):
+    decoder = FakeDecoder()
+    points = decoder.stitch_points()
+    specs = {p.name: str(derive_spec(generator.latent, p, SIZE, temporal_kernel=3)) for p in points}
+    sweep = run_sweep(generator, decoder, open_clips("synthetic:5", frames=5, size=SIZE), SweepSetup(points, specs, SIZE, SIZE))
+    assert list(sweep.fits()) == ["block_1", "block_2", "block_3"] and sweep.clips_done == 5
+
+
+def test_interrupted_sweep_resumes_to_identical_statistics(generator, tmp_path):
+    decoder = PlantedDecoder(generator)
+    clips = open_clips("synthetic:8", frames=9, size=SIZE)
+    whole = run_sweep(generator, decoder, clips, _setup(decoder))
+
+    def interrupt(index):
+        if index == 4:
+            raise KeyboardInterrupt
+
+    state = tmp_path / "sweep_state.safetensors"
+    with pytest.raises(KeyboardInterrupt):
+        run_sweep(generator, decoder, clips, _setup(decoder), state_path=state, checkpoint_every=2, on_clip=interrupt)
+    seen = []
+    resumed = run_sweep(generator, decoder, clips, _setup(decoder), state_path=state, checkpoint_every=2, on_clip=seen.append)
+    assert seen == [4, 5, 6, 7]  # clips 0-3 came from the saved state
+    for spec, stats in whole.stats.items():
+        for key, value in stats.state_dict().items():
+            assert torch.allclose(resumed.stats[spec].state_dict()[key], value, rtol=1e-12, atol=0), key
+
+
+def test_state_from_other_settings_or_corrupted(generator, tmp_path):
+    decoder = PlantedDecoder(generator)
+    clips = open_clips("synthetic:4", frames=9, size=SIZE)
+    state = tmp_path / "state.safetensors"
+    run_sweep(generator, decoder, clips, _setup(decoder), state_path=state)
+    with pytest.raises(InputError, match="saved by a sweep with other settings"):
+        run_sweep(generator, decoder, clips, _setup(decoder, heldout=0.5), state_path=state)
+    state.write_bytes(state.read_bytes()[:100])
+    with pytest.raises(InputError, match="corrupted sweep state"):
+        run_sweep(generator, decoder, clips, _setup(decoder), state_path=state)
+
+
+def test_heldout_clips_are_spread_evenly():
+    assert [i for i in range(10) if is_heldout(i, 0.2)] == [4, 9]
+    assert not any(is_heldout(i, 0.0) for i in range(10))
+    with pytest.raises(InputError, match="held-out fraction"):
+        SweepSetup([], {}, SIZE, SIZE, heldout=1.0)

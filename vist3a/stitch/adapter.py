@@ -37,10 +37,7 @@ class StitchAdapter(PretrainedMixin, nn.Module):
         )  # fmt: skip
 
     def interpolate(self, latents: Tensor) -> Tensor:
-        """``[B,C,T',h,w]`` -> ``[B,C,T,h,w]``, trilinear with ``align_corners=True`` (exact at latent frames)."""
-        _, _, frames, h, w = latents.shape
-        size = ((frames - 1) * self.config.temporal_factor + 1, h, w)
-        return F.interpolate(latents, size=size, mode="trilinear", align_corners=True)
+        return interpolate_latents(latents, self.config.temporal_factor)
 
     def forward(self, latents: Tensor) -> Tensor:
         return self.conv(self.interpolate(latents))
@@ -54,6 +51,14 @@ class StitchAdapter(PretrainedMixin, nn.Module):
         """Load a fitted linear map: ``weight [C*kT*kH*kW, O]`` (design-matrix order) and ``bias [O]``."""
         self.conv.weight.copy_(weight.T.reshape(self.conv.weight.shape))
         self.conv.bias.copy_(bias)
+
+
+def interpolate_latents(latents: Tensor, temporal_factor: int) -> Tensor:
+    """``[B,C,T',h,w]`` -> ``[B,C,T,h,w]`` with ``T = (T'-1) * temporal_factor + 1``, trilinear,
+    ``align_corners=True`` (so latent frame ``j`` lands exactly on frame ``j * temporal_factor``)."""
+    _, _, frames, h, w = latents.shape
+    size = ((frames - 1) * temporal_factor + 1, h, w)
+    return F.interpolate(latents, size=size, mode="trilinear", align_corners=True)
 
 
 def im2col(x: Tensor, spec: StitchSpec) -> Tensor:

@@ -1,130 +1,154 @@
-"""The layer sweep's statistics: streaming normal equations for every candidate layer at once.
-
-The design matrix X (im2col'd, interpolated latents) is the same for every layer, so one pass accumulates, per data
-split, the augmented ``[X, 1]^T [X, 1]`` once and ``[X, 1]^T Y_k`` per layer, in float64. Memory is
-``O(d^2 + L d C)`` whatever the number of clips. Each layer is then solved in closed form (ridge on the weights,
-free bias) and scored on the held-out split from the same sums, so no second pass is needed.
-"""
+"""The layer sweep: one pass over the clips fits every candidate stitch point at once, resumably."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import torch
+import torch.nn.functional as F
+from safetensors import safe_open
+from safetensors.torch import load_file, save
 from torch import Tensor
+from torch.utils.data import Dataset
 
-SPLITS = ("fit", "heldout")
+from vist3a.errors import InputError
+from vist3a.io.atomic import atomic_write_bytes
+from vist3a.protocols import Decoder3D, Generator, StitchPoint
+from vist3a.stitch.adapter import im2col, interpolate_latents, tokens_to_rows
+from vist3a.stitch.spec import StitchSpec
+from vist3a.stitch.statistics import LayerFit, SweepStatistics
 
 
 @dataclass(frozen=True)
-class LayerFit:
-    """A fitted linear map ``Y ~ X @ weight + bias`` and its scores."""
+class SweepSetup:
+    """What a sweep fits: the candidate points, each one's adapter spec, and how frames are sized."""
 
-    weight: Tensor  # [d, C]
-    bias: Tensor  # [C]
-    mse: float  # held-out mean squared error per element (the paper's criterion)
-    relative_mse: float  # held-out squared error / held-out target variance (comparable across layers)
-    cka: float  # linear CKA between X and Y on the fit split
-    fit_mse: float  # in-sample mean squared error
-    fit_relative_mse: float
+    points: Sequence[StitchPoint]
+    specs: dict[str, str]  # stitch point -> StitchSpec string
+    generator_size: tuple[int, int]  # (H, W) the VAE encodes
+    decoder_size: tuple[int, int]  # (H, W) the decoder reads
+    heldout: float = 0.2  # fraction of clips held out for scoring
+    data: str = ""  # identifies the data source, for resuming
+    groups: dict[str, list[str]] = field(init=False)
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.heldout < 1.0:
+            raise InputError(f"held-out fraction must be in [0, 1), got {self.heldout}")
+        missing = [p.name for p in self.points if p.name not in self.specs]
+        if missing:
+            raise InputError(f"no stitch spec for {', '.join(missing)}")
+        groups: dict[str, list[str]] = {}
+        for point in self.points:  # points sharing a spec share one design matrix
+            groups.setdefault(self.specs[point.name], []).append(point.name)
+        object.__setattr__(self, "groups", groups)
+
+    def signature(self) -> str:
+        return json.dumps({k: v for k, v in asdict(self).items() if k != "groups"}, sort_keys=True, default=str)
 
 
-class SweepStatistics:
-    """Sufficient statistics of ``(X, Y_k)`` for each layer ``k``, on a fit and a held-out split.
+def is_heldout(index: int, fraction: float) -> bool:
+    """Clip ``index`` is held out when the running count of held-out clips steps up there (evenly spread)."""
+    return int((index + 1) * fraction) > int(index * fraction)
 
-    Args:
-        dim: columns of X (``C_in * kT * kH * kW``).
-        channels: output channels ``C`` per layer.
-    """
 
-    def __init__(self, dim: int, channels: Mapping[str, int]) -> None:
-        self.dim, self.channels = dim, dict(channels)
-        f64 = torch.float64
-        self.tensors: dict[str, Tensor] = {}
-        for split in SPLITS:
-            self.tensors[f"{split}.rows"] = torch.zeros((), dtype=f64)
-            self.tensors[f"{split}.xtx"] = torch.zeros(dim + 1, dim + 1, dtype=f64)
-            for layer, c in self.channels.items():
-                self.tensors[f"{split}.xty.{layer}"] = torch.zeros(dim + 1, c, dtype=f64)
-                self.tensors[f"{split}.yty_trace.{layer}"] = torch.zeros((), dtype=f64)
-        for layer, c in self.channels.items():
-            self.tensors[f"fit.yty.{layer}"] = torch.zeros(c, c, dtype=f64)
+class Sweep:
+    """Accumulates the sweep statistics clip by clip; ``save``/``load`` make it resumable."""
 
-    def update(self, split: str, x: Tensor, targets: Mapping[str, Tensor]) -> None:
-        """Add rows ``x [N, d]`` and, per layer, ``targets[k] [N, C_k]`` to ``split``."""
-        if split not in SPLITS:
-            raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
-        xa = torch.cat([x.to(torch.float64), x.new_ones(x.shape[0], 1, dtype=torch.float64)], dim=1)
-        t = self.tensors
-        t[f"{split}.rows"] += x.shape[0]
-        t[f"{split}.xtx"] += xa.T @ xa
-        for layer, y in targets.items():
-            y = y.to(torch.float64)
-            t[f"{split}.xty.{layer}"] += xa.T @ y
-            t[f"{split}.yty_trace.{layer}"] += (y * y).sum()
-            if split == "fit":
-                t[f"fit.yty.{layer}"] += y.T @ y
+    def __init__(self, setup: SweepSetup, in_channels: int) -> None:
+        self.setup, self.clips_done = setup, 0
+        channels = {p.name: p.channels for p in setup.points}
+        self.stats = {
+            spec: SweepStatistics(in_channels * _volume(StitchSpec.parse(spec).kernel), {n: channels[n] for n in names})
+            for spec, names in setup.groups.items()
+        }
+
+    def add(self, index: int, latents: Tensor, features: dict[str, Tensor], temporal_factor: int) -> None:
+        """Add one batch: RAW ``latents [B,C,T',h,w]`` and each point's tokens ``[B,C_k,T,h_k,w_k]``."""
+        split = "heldout" if is_heldout(index, self.setup.heldout) else "fit"
+        interpolated = interpolate_latents(latents.detach().cpu().double(), temporal_factor)
+        for spec, names in self.setup.groups.items():
+            x = im2col(interpolated, StitchSpec.parse(spec))
+            self.stats[spec].update(split, x, {n: tokens_to_rows(features[n].detach().cpu()) for n in names})
+
+    def fits(self, ridge: float = 1e-4) -> dict[str, LayerFit]:
+        return {n: stats.solve(n, ridge) for spec, stats in self.stats.items() for n in self.setup.groups[spec]}
+
+    def save(self, path: Path) -> None:
+        tensors = {f"{i}.{k}": v for i, s in enumerate(self.stats.values()) for k, v in s.state_dict().items()}
+        meta = {"clips_done": str(self.clips_done), "setup": self.setup.signature()}
+        atomic_write_bytes(path, save(tensors, metadata=meta))
+
+    def load(self, path: Path) -> None:
+        try:
+            with safe_open(str(path), "pt") as handle:
+                meta = handle.metadata() or {}
+            tensors = load_file(path)
+        except Exception as exc:
+            raise InputError(f"{path}: corrupted sweep state ({exc}); delete it to start over") from None
+        if meta.get("setup") != self.setup.signature():
+            raise InputError(f"{path}: saved by a sweep with other settings; delete it to start over")
+        for i, stats in enumerate(self.stats.values()):
+            stats.load_state_dict({k[len(f"{i}.") :]: v for k, v in tensors.items() if k.startswith(f"{i}.")})
+        self.clips_done = int(meta["clips_done"])
 
     def all_reduce(self) -> None:
-        """Sum the statistics over processes when ``torch.distributed`` is initialised."""
-        if torch.distributed.is_available() and torch.distributed.is_initialized():
-            for tensor in self.tensors.values():
-                torch.distributed.all_reduce(tensor)
-
-    def state_dict(self) -> dict[str, Tensor]:
-        return dict(self.tensors)
-
-    def load_state_dict(self, state: Mapping[str, Tensor]) -> None:
-        if set(state) != set(self.tensors) or any(state[k].shape != v.shape for k, v in self.tensors.items()):
-            raise ValueError("saved sweep statistics do not match this sweep's layers and dimensions")
-        self.tensors = {k: v.to(torch.float64).clone() for k, v in state.items()}
-
-    def solve(self, layer: str, ridge: float = 1e-4) -> LayerFit:
-        """Ridge fit of ``layer`` on the fit split (the bias is not regularised) and its scores."""
-        t = self.tensors
-        xtx, xty = t["fit.xtx"], t[f"fit.xty.{layer}"]
-        penalty = torch.full((self.dim + 1,), ridge, dtype=torch.float64)
-        penalty[-1] = 0.0
-        w = _spd_solve(xtx + torch.diag(penalty), xty)
-        fit = self._scores("fit", layer, w)
-        heldout = self._scores("heldout", layer, w) if t["heldout.rows"] > 0 else fit
-        return LayerFit(w[:-1], w[-1], heldout[0], heldout[1], self._cka(layer), fit[0], fit[1])
-
-    def _scores(self, split: str, layer: str, w: Tensor) -> tuple[float, float]:
-        """(MSE, relative MSE) of ``w`` on ``split``, from the sums alone."""
-        t = self.tensors
-        rows, xtx, xty = t[f"{split}.rows"], t[f"{split}.xtx"], t[f"{split}.xty.{layer}"]
-        sse = t[f"{split}.yty_trace.{layer}"] - 2 * (w * xty).sum() + (w * (xtx @ w)).sum()
-        y_sum = xty[-1]  # the ones column of X gives the sums of Y
-        sst = t[f"{split}.yty_trace.{layer}"] - (y_sum * y_sum).sum() / rows
-        sse = sse.clamp_min(0.0)
-        return float(sse / (rows * w.shape[1])), float(sse / sst.clamp_min(torch.finfo(torch.float64).tiny))
-
-    def _cka(self, layer: str) -> float:
-        """Linear CKA ``||S_xy||^2 / (||S_xx|| ||S_yy||)`` with centred (co)variances of the fit split."""
-        t = self.tensors
-        rows = t["fit.rows"]
-        x_sum, xtx = t["fit.xtx"][-1, :-1], t["fit.xtx"][:-1, :-1]
-        xty, y_sum = t[f"fit.xty.{layer}"][:-1], t[f"fit.xty.{layer}"][-1]
-        s_xx = xtx - torch.outer(x_sum, x_sum) / rows
-        s_xy = xty - torch.outer(x_sum, y_sum) / rows
-        s_yy = t[f"fit.yty.{layer}"] - torch.outer(y_sum, y_sum) / rows
-        return float((s_xy**2).sum() / (torch.linalg.norm(s_xx) * torch.linalg.norm(s_yy)))
+        for stats in self.stats.values():
+            stats.all_reduce()
 
 
-def choose(fits: Mapping[str, LayerFit], criterion: str = "relative_mse") -> str:
-    """The layer with the lowest ``criterion`` (``mse``, ``relative_mse``) or the highest ``cka``."""
-    if criterion not in {"mse", "relative_mse", "cka"}:
-        raise ValueError(f"unknown criterion {criterion!r}; use mse, relative_mse or cka")
-    sign = -1.0 if criterion == "cka" else 1.0
-    return min(fits, key=lambda k: sign * getattr(fits[k], criterion))
+def run_sweep(
+    generator: Generator,
+    decoder: Decoder3D,
+    clips: Dataset,
+    setup: SweepSetup,
+    *,
+    state_path: Path | None = None,
+    checkpoint_every: int = 8,
+    on_clip: Callable[[int], None] | None = None,
+) -> Sweep:
+    """Encode every clip once, read every candidate point once, accumulate; resume from ``state_path`` if present.
+
+    Under ``torch.distributed`` each process takes every ``world``-th clip and the statistics are summed at the end.
+    """
+    rank, world = _rank_world()
+    sweep = Sweep(setup, generator.latent.channels)
+    if state_path is not None and state_path.exists():
+        sweep.load(state_path)
+    names = [p.name for p in setup.points]
+    with torch.no_grad():
+        for index in range(sweep.clips_done, len(clips)):
+            if index % world == rank:
+                frames = clips[index][None]  # [1,3,T,H,W]
+                latents = generator.encode(_resize(frames, setup.generator_size))
+                features = decoder.forward_features(decoder.preprocess(_resize(frames, setup.decoder_size)), names)
+                sweep.add(index, latents, features, generator.latent.temporal_factor)
+            sweep.clips_done = index + 1
+            if state_path is not None and (sweep.clips_done % checkpoint_every == 0 or sweep.clips_done == len(clips)):
+                sweep.save(state_path)
+            if on_clip is not None:
+                on_clip(index)
+    sweep.all_reduce()
+    return sweep
 
 
-def _spd_solve(a: Tensor, b: Tensor) -> Tensor:
-    """Solve ``a w = b`` for symmetric positive (semi-)definite ``a``: Cholesky, least squares if singular."""
-    factor, info = torch.linalg.cholesky_ex(a)
-    if int(info) == 0:
-        return torch.cholesky_solve(b, factor)
-    return torch.linalg.lstsq(a, b).solution
+def _resize(frames: Tensor, size: tuple[int, int]) -> Tensor:
+    """``[B,3,T,H,W]`` -> ``[B,3,T,*size]`` (bilinear, antialiased), unchanged when already that size."""
+    if tuple(frames.shape[-2:]) == tuple(size):
+        return frames
+    b, c, t, h, w = frames.shape
+    flat = frames.transpose(1, 2).reshape(b * t, c, h, w)
+    flat = F.interpolate(flat, size=size, mode="bilinear", antialias=True, align_corners=False)
+    return flat.reshape(b, t, c, *size).transpose(1, 2)
 
+
+def _rank_world() -> tuple[int, int]:
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank(), torch.distributed.get_world_size()
+    return 0, 1
+
+
+def _volume(kernel: tuple[int, int, int]) -> int:
+    return kernel[0] * kernel[1] * kernel[2]
