@@ -10,7 +10,7 @@ from torch import Tensor, nn
 
 from vist3a.config import ComponentConfig
 from vist3a.hookspecs import hookimpl
-from vist3a.protocols import LatentSpec, StitchPoint
+from vist3a.protocols import LatentSpec, StitchPoint, StitchTargets
 from vist3a.scene import Decoded3D, PointMaps
 from vist3a.specs import DecoderSpec, GeneratorSpec, RewardSpec
 
@@ -49,18 +49,22 @@ class FakeDecoder(nn.Module):
 
     name = "fake-decoder"
     needs_rgb = False
-    patch, width = 4, 8
+    patch = 4
 
-    def __init__(self, image_size: int = 16) -> None:
+    def __init__(self, width: int = 8) -> None:
         super().__init__()
-        self.image_size = image_size
+        self.width = width
         self.embed = nn.Conv2d(3, self.width, self.patch, stride=self.patch)
         self.blocks = nn.ModuleList(nn.Linear(self.width, self.width) for _ in range(3))
         self.head = nn.Linear(self.width, self.patch * self.patch)
 
-    def stitch_points(self) -> list[StitchPoint]:
-        grid = (self.image_size // self.patch,) * 2
+    def stitch_points(self, image_size: tuple[int, int]) -> list[StitchPoint]:
+        grid = (image_size[0] // self.patch, image_size[1] // self.patch)
         return [StitchPoint(f"block_{i}", grid, self.width, 0, i) for i in range(1, len(self.blocks) + 1)]
+
+    def stitch_targets(self, point: str) -> StitchTargets:
+        after = range(int(point.split("_")[1]), len(self.blocks))
+        return StitchTargets(tuple(f"blocks.{i}" for i in after) + ("head",), ("embed.bias",))
 
     def preprocess(self, frames: Tensor) -> Tensor:
         return (frames + 1) / 2
@@ -116,7 +120,7 @@ class FakeReward:
 
 
 class FakeConfig(ComponentConfig):
-    image_size: int = 16
+    width: int = 8
 
 
 class FakePlugin:
@@ -128,7 +132,7 @@ class FakePlugin:
 
     @hookimpl
     def register_decoders(self, register):
-        register(DecoderSpec("fake-decoder", "A fake decoder", lambda cfg: FakeDecoder(cfg.image_size), FakeConfig))
+        register(DecoderSpec("fake-decoder", "A fake decoder", lambda cfg: FakeDecoder(cfg.width).to(cfg.device), FakeConfig))
 
     @hookimpl
     def register_rewards(self, register):

@@ -7,7 +7,7 @@ import vist3a
 from vist3a.config import ComponentConfig
 from vist3a.errors import ConfigError, PluginError, ShapeError
 from vist3a.hookspecs import hookimpl
-from vist3a.protocols import Decoder3D, Generator, LatentSpec, Reward
+from vist3a.protocols import Decoder3D, Generator, LatentSpec, Reward, StitchPoint
 from vist3a.scene import Cameras, Decoded3D, Gaussians, PointMaps
 from vist3a.specs import RewardSpec
 
@@ -41,21 +41,21 @@ def test_normalisation_round_trip_and_values():
 
 def test_load_through_the_registry_and_protocols(plugins):
     generator = vist3a.load_generator("fake-generator")
-    decoder = vist3a.load_decoder("fake-decoder", image_size=8)
+    decoder = vist3a.load_decoder("fake-decoder", width=6)
     reward = vist3a.load_reward("fake-reward")
     assert isinstance(generator, Generator) and isinstance(decoder, Decoder3D) and isinstance(reward, Reward)
     frames = torch.rand(2, 3, 9, 16, 16) * 2 - 1
     latents = generator.encode(frames)
     assert latents.shape == (2, *generator.latent.latent_shape(9, 16, 16))
     assert generator.decode(latents).shape == frames.shape
-    assert decoder.stitch_points()[0].grid == (2, 2)
+    assert decoder.stitch_points((8, 12))[0] == StitchPoint("block_1", (2, 3), 6, 0, 1)
 
 
 def test_forward_from_a_stitch_point_equals_forward(plugins):
     decoder = vist3a.load_decoder("fake-decoder")
     x = decoder.preprocess(torch.rand(2, 3, 5, 16, 16) * 2 - 1)
     full = decoder.forward(x)
-    features = decoder.forward_features(x, [p.name for p in decoder.stitch_points()])
+    features = decoder.forward_features(x, [p.name for p in decoder.stitch_points((16, 16))])
     for point, tokens in features.items():
         assert tokens.shape == (2, 8, 5, 4, 4)
         assert torch.allclose(decoder.forward_from(point, tokens).points.depth, full.points.depth, atol=1e-6)
@@ -111,6 +111,11 @@ def test_decoded3d_maps_over_every_tensor():
     doubled = decoded.to(dtype=torch.float64)
     assert all(t.dtype == torch.float64 for _, t in doubled.tensors())
     assert doubled.cameras.image_size == (32, 64)
+
+
+def test_meta_device_builds_without_weights(plugins):
+    decoder = vist3a.load_decoder("fake-decoder", device="meta")
+    assert all(p.is_meta for p in decoder.parameters()) and len(decoder.stitch_points((16, 16))) == 3
 
 
 def test_component_config_defaults():

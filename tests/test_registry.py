@@ -19,7 +19,7 @@ decoders:
     plugin: fakes
     spec: fake-decoder
     licence: CC0
-    config: {image_size: 32}
+    config: {width: 16}
 pairings:
   my-gen+my-dec:
     generator: my-gen
@@ -99,7 +99,7 @@ def test_missing_user_file(tmp_path):
 def test_entry_and_status(tmp_path, plugins):
     registry = Registry.load(write(tmp_path, FAKE_ENTRIES))
     entry, registration = registry.entry("decoders", "my-dec", plugins)
-    assert (entry.config, registration.spec.name, registration.plugin) == ({"image_size": 32}, "fake-decoder", "fakes")
+    assert (entry.config, registration.spec.name, registration.plugin) == ({"width": 16}, "fake-decoder", "fakes")
     assert registry.pairing_status("my-gen+my-dec", plugins).installed
 
 

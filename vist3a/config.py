@@ -24,6 +24,7 @@ class ComponentConfig(StrictModel):
     checkpoint: str | None = None
     """Local folder or file, or a hub id; None builds the architecture from this config with random weights."""
     device: str = "cpu"
+    """``"meta"`` builds the architecture without reading or downloading any weights (to inspect shapes)."""
     dtype: DType = "float32"
 
 

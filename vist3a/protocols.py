@@ -117,6 +117,16 @@ class StitchPoint:
     index: int = 0
 
 
+@dataclass(frozen=True)
+class StitchTargets:
+    """The parts of a decoder cut at a stitch point that self-distillation trains (names as in ``named_modules``
+    and ``named_parameters``): LoRA goes on ``lora_modules`` (the Linear/Conv2d layers after the point), and
+    ``parameters`` (special tokens such as cls and registers) are trained in full."""
+
+    lora_modules: tuple[str, ...]
+    parameters: tuple[str, ...] = ()
+
+
 @runtime_checkable
 class Generator(Protocol):
     """A text-to-video latent diffusion model with its VAE."""
@@ -159,8 +169,12 @@ class Decoder3D(Protocol):
     name: str
     needs_rgb: bool  # True when a head after the stitch point reads the frames themselves
 
-    def stitch_points(self) -> list[StitchPoint]:
-        """Candidate layers, ordered from the input, at the decoder's configured input size."""
+    def stitch_points(self, image_size: tuple[int, int]) -> list[StitchPoint]:
+        """Candidate layers, ordered from the input, with their token grids for inputs of ``image_size`` (H, W)."""
+        ...
+
+    def stitch_targets(self, point: str) -> StitchTargets:
+        """What self-distillation trains when the model is cut at ``point``."""
         ...
 
     def preprocess(self, frames: Tensor) -> Tensor:
@@ -200,3 +214,4 @@ class Reward(Protocol):
     ) -> Tensor:
         """Score ``[B]``. frames and renders are ``[B,3,V,H,W]`` in [-1,1]."""
         ...
+

@@ -27,7 +27,7 @@ class PlantedDecoder(nn.Module):
         self.generator = generator
         self.truth = StitchAdapter(AdapterConfig(spec=SPEC, in_channels=4, temporal_factor=4)).double()
 
-    def stitch_points(self):
+    def stitch_points(self, image_size):
         return [StitchPoint("linear", (4, 4), 8, 0, 1), StitchPoint("squared", (4, 4), 8, 0, 2)]
 
     def preprocess(self, frames):
@@ -53,7 +53,7 @@ def generator():
 
 
 def _setup(decoder, heldout=0.25):
-    points = decoder.stitch_points()
+    points = decoder.stitch_points(SIZE)
     return SweepSetup(points, {p.name: SPEC for p in points}, SIZE, SIZE, heldout, data="synthetic:8")
 
 
@@ -70,7 +70,7 @@ def test_planted_layer_is_chosen_and_its_adapter_recovered(generator):
 
 def test_sweep_over_a_real_decoder_shape(generator):
     decoder = FakeDecoder()
-    points = decoder.stitch_points()
+    points = decoder.stitch_points(SIZE)
     specs = {p.name: str(derive_spec(generator.latent, p, SIZE, temporal_kernel=3)) for p in points}
     sweep = run_sweep(generator, decoder, open_clips("synthetic:5", frames=5, size=SIZE), SweepSetup(points, specs, SIZE, SIZE))
     assert list(sweep.fits()) == ["block_1", "block_2", "block_3"] and sweep.clips_done == 5
