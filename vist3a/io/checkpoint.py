@@ -12,12 +12,13 @@ from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors import safe_open
+from safetensors.torch import load_file, save, save_file
 from torch import Tensor, nn
 
 from vist3a.config import StrictModel, validate
 from vist3a.errors import CheckpointError
-from vist3a.io.atomic import atomic_directory
+from vist3a.io.atomic import atomic_directory, atomic_write_bytes
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -49,9 +50,11 @@ def load_state_dict(path: str | Path) -> dict[str, Tensor]:
     raise CheckpointError(f"{path}: unsupported checkpoint format {path.suffix!r} (use .safetensors, .pt, .pth or .bin)")
 
 
-def check_state_dict(module: nn.Module, state: Mapping[str, Tensor], source: str | Path) -> None:
-    """Raise a CheckpointError listing missing, unexpected and mis-shaped keys."""
-    expected = module.state_dict()
+def check_state_dict(expected: nn.Module | Mapping[str, Tensor], state: Mapping[str, Tensor], source: str | Path) -> None:
+    """Raise a CheckpointError listing missing, unexpected and mis-shaped keys of ``state``."""
+    what = type(expected).__name__ if isinstance(expected, nn.Module) else "the model"
+    if isinstance(expected, nn.Module):
+        expected = expected.state_dict()
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
     mismatched = sorted(
@@ -65,7 +68,7 @@ def check_state_dict(module: nn.Module, state: Mapping[str, Tensor], source: str
         if keys
     ]
     if problems:
-        raise CheckpointError(f"{source}: does not match {type(module).__name__}: {'; '.join(problems)}")
+        raise CheckpointError(f"{source}: does not match {what}: {'; '.join(problems)}")
 
 
 def save_checkpoint(directory: str | Path, module: nn.Module, config: Mapping[str, Any], *, overwrite: bool = False) -> Path:
@@ -137,3 +140,18 @@ class PretrainedMixin:
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
+
+
+def write_state(path: str | Path, tensors: Mapping[str, Tensor], metadata: Mapping[str, str]) -> None:
+    """A resumable job's state: tensors plus string metadata in one safetensors file, written atomically."""
+    atomic_write_bytes(path, save({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, metadata=dict(metadata)))
+
+
+def read_state(path: str | Path, what: str) -> tuple[dict[str, Tensor], dict[str, str]]:
+    """The tensors and metadata that :func:`write_state` wrote; a clear error names ``what`` otherwise."""
+    try:
+        with safe_open(str(path), "pt") as handle:
+            metadata = handle.metadata() or {}
+        return load_file(path), metadata
+    except Exception as exc:
+        raise CheckpointError(f"{path}: corrupted {what} ({_first_line(exc)}); delete it to start over") from None

@@ -42,6 +42,16 @@ def resize_crop(frames: Tensor, size: tuple[int, int]) -> Tensor:
     return x[..., top : top + size[0], left : left + size[1]].clamp(-1, 1).transpose(0, 1).contiguous()
 
 
+def resize_frames(frames: Tensor, size: tuple[int, int]) -> Tensor:
+    """``[B,3,T,H,W]`` -> ``[B,3,T,*size]`` (bilinear, antialiased), unchanged when already that size."""
+    if tuple(frames.shape[-2:]) == tuple(size):
+        return frames
+    b, c, t, h, w = frames.shape
+    flat = frames.transpose(1, 2).reshape(b * t, c, h, w)
+    flat = F.interpolate(flat, size=size, mode="bilinear", antialias=True, align_corners=False)
+    return flat.reshape(b, t, c, *size).transpose(1, 2)
+
+
 @dataclass(frozen=True)
 class _Window:
     sequence: Path

@@ -8,14 +8,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
-from safetensors import safe_open
-from safetensors.torch import load_file, save
 from torch import Tensor
 from torch.utils.data import Dataset
 
 from vist3a.errors import InputError
-from vist3a.io.atomic import atomic_write_bytes
+from vist3a.io.checkpoint import read_state, write_state
+from vist3a.io.clips import resize_frames
 from vist3a.protocols import Decoder3D, Generator, StitchPoint
 from vist3a.stitch.adapter import im2col, interpolate_latents, tokens_to_rows
 from vist3a.stitch.spec import StitchSpec
@@ -78,16 +76,10 @@ class Sweep:
 
     def save(self, path: Path) -> None:
         tensors = {f"{i}.{k}": v for i, s in enumerate(self.stats.values()) for k, v in s.state_dict().items()}
-        meta = {"clips_done": str(self.clips_done), "setup": self.setup.signature()}
-        atomic_write_bytes(path, save(tensors, metadata=meta))
+        write_state(path, tensors, {"clips_done": str(self.clips_done), "setup": self.setup.signature()})
 
     def load(self, path: Path) -> None:
-        try:
-            with safe_open(str(path), "pt") as handle:
-                meta = handle.metadata() or {}
-            tensors = load_file(path)
-        except Exception as exc:
-            raise InputError(f"{path}: corrupted sweep state ({exc}); delete it to start over") from None
+        tensors, meta = read_state(path, "sweep state")
         if meta.get("setup") != self.setup.signature():
             raise InputError(f"{path}: saved by a sweep with other settings; delete it to start over")
         for i, stats in enumerate(self.stats.values()):
@@ -122,8 +114,8 @@ def run_sweep(
         for index in range(sweep.clips_done, len(clips)):
             if index % world == rank:
                 frames = clips[index][None]  # [1,3,T,H,W]
-                latents = generator.encode(_resize(frames, setup.generator_size))
-                features = decoder.forward_features(decoder.preprocess(_resize(frames, setup.decoder_size)), names)
+                latents = generator.encode(resize_frames(frames, setup.generator_size))
+                features = decoder.forward_features(decoder.preprocess(resize_frames(frames, setup.decoder_size)), names)
                 sweep.add(index, latents, features, generator.latent.temporal_factor)
             sweep.clips_done = index + 1
             if state_path is not None and (sweep.clips_done % checkpoint_every == 0 or sweep.clips_done == len(clips)):
@@ -132,16 +124,6 @@ def run_sweep(
                 on_clip(index)
     sweep.all_reduce()
     return sweep
-
-
-def _resize(frames: Tensor, size: tuple[int, int]) -> Tensor:
-    """``[B,3,T,H,W]`` -> ``[B,3,T,*size]`` (bilinear, antialiased), unchanged when already that size."""
-    if tuple(frames.shape[-2:]) == tuple(size):
-        return frames
-    b, c, t, h, w = frames.shape
-    flat = frames.transpose(1, 2).reshape(b * t, c, h, w)
-    flat = F.interpolate(flat, size=size, mode="bilinear", antialias=True, align_corners=False)
-    return flat.reshape(b, t, c, *size).transpose(1, 2)
 
 
 def _rank_world() -> tuple[int, int]:
