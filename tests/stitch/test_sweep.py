@@ -81,16 +81,16 @@ def test_interrupted_sweep_resumes_to_identical_statistics(generator, tmp_path):
     clips = open_clips("synthetic:8", frames=9, size=SIZE)
     whole = run_sweep(generator, decoder, clips, _setup(decoder))
 
-    def interrupt(index):
-        if index == 4:
+    def interrupt(done, total):
+        if done == 5:
             raise KeyboardInterrupt
 
     state = tmp_path / "sweep_state.safetensors"
     with pytest.raises(KeyboardInterrupt):
         run_sweep(generator, decoder, clips, _setup(decoder), state_path=state, checkpoint_every=2, on_clip=interrupt)
     seen = []
-    resumed = run_sweep(generator, decoder, clips, _setup(decoder), state_path=state, checkpoint_every=2, on_clip=seen.append)
-    assert seen == [4, 5, 6, 7]  # clips 0-3 came from the saved state
+    resumed = run_sweep(generator, decoder, clips, _setup(decoder), state_path=state, checkpoint_every=2, on_clip=lambda done, total: seen.append((done, total)))
+    assert seen == [(5, 8), (6, 8), (7, 8), (8, 8)]  # clips 0-3 came from the saved state
     for spec, stats in whole.stats.items():
         for key, value in stats.state_dict().items():
             assert torch.allclose(resumed.stats[spec].state_dict()[key], value, rtol=1e-12, atol=0), key

@@ -21,3 +21,18 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of tab
 
 def print_json(data: Any) -> None:
     print(json.dumps(data, indent=2))
+
+PairDirOpt = Annotated[Path, typer.Option("--pair", help="The pairing workspace written by `vist3a pair`.")]
+DataOpt = Annotated[
+    str, typer.Option("--data", help="A folder of videos and/or image folders, or synthetic:N.", show_default=False)
+]
+ClipsOpt = Annotated[int, typer.Option("--clips", min=1, help="How many clips to use.")]
+DeviceOpt = Annotated[str, typer.Option("--device", help="torch device, e.g. cpu or cuda.")]
+
+
+def progress():
+    """A rich progress bar on stderr."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                    console=err, transient=True)  # fmt: skip

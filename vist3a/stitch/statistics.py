@@ -15,6 +15,7 @@ import torch
 from torch import Tensor
 
 SPLITS = ("fit", "heldout")
+CRITERIA = ("relative_mse", "mse", "cka")  # the first is the default; cka is maximised, the others minimised
 
 
 @dataclass(frozen=True)
@@ -115,8 +116,8 @@ class SweepStatistics:
 
 def choose(fits: Mapping[str, LayerFit], criterion: str = "relative_mse") -> str:
     """The layer with the lowest ``criterion`` (``mse``, ``relative_mse``) or the highest ``cka``."""
-    if criterion not in {"mse", "relative_mse", "cka"}:
-        raise ValueError(f"unknown criterion {criterion!r}; use mse, relative_mse or cka")
+    if criterion not in CRITERIA:
+        raise ValueError(f"unknown criterion {criterion!r}; use one of {', '.join(CRITERIA)}")
     sign = -1.0 if criterion == "cka" else 1.0
     return min(fits, key=lambda k: sign * getattr(fits[k], criterion))
 

@@ -99,9 +99,11 @@ def run_sweep(
     *,
     state_path: Path | None = None,
     checkpoint_every: int = 8,
-    on_clip: Callable[[int], None] | None = None,
+    on_clip: Callable[[int, int], None] | None = None,
 ) -> Sweep:
     """Encode every clip once, read every candidate point once, accumulate; resume from ``state_path`` if present.
+
+    ``on_clip(done, total)`` reports progress after each clip.
 
     Under ``torch.distributed`` each process takes every ``world``-th clip and the statistics are summed at the end.
     """
@@ -121,7 +123,7 @@ def run_sweep(
             if state_path is not None and (sweep.clips_done % checkpoint_every == 0 or sweep.clips_done == len(clips)):
                 sweep.save(state_path)
             if on_clip is not None:
-                on_clip(index)
+                on_clip(sweep.clips_done, len(clips))
     sweep.all_reduce()
     return sweep
 
