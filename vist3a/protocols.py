@@ -186,7 +186,12 @@ class Decoder3D(Protocol):
         ...
 
     def forward_from(self, point: str, tokens: Tensor, aux: Mapping[str, Tensor] | None = None) -> Decoded3D:
-        """Run the layers after ``point`` on tokens ``[B,C,T,h,w]``; ``aux["frames"]`` when ``needs_rgb``."""
+        """Run the layers after ``point`` on tokens ``[B,C,T,h,w]``.
+
+        ``aux["frames"]``: the preprocessed frames, when ``needs_rgb``. ``aux["prefix"]`` (optional): the prefix
+        tokens at ``point``, to continue a forward pass exactly; without them the decoder inserts its learned special
+        tokens, as a stitched decoder does (the layers that computed them are gone).
+        """
         ...
 
     def forward(self, x: Tensor) -> Decoded3D:
