@@ -109,7 +109,8 @@ def test_state_from_other_settings_or_corrupted(generator, tmp_path):
 
 
 def test_heldout_clips_are_spread_evenly():
-    assert [i for i in range(10) if is_heldout(i, 0.2)] == [4, 9]
+    assert [i for i in range(10) if is_heldout(i, 0.2)] == [0, 5]
+    assert [i for i in range(3) if is_heldout(i, 0.1)] == [0]
     assert not any(is_heldout(i, 0.0) for i in range(10))
     with pytest.raises(InputError, match="held-out fraction"):
         SweepSetup([], {}, SIZE, SIZE, heldout=1.0)

@@ -20,7 +20,7 @@ from vist3a.stitch.adapter import AdapterConfig
 from vist3a.stitch.finetune import FinetuneConfig, FinetuneState, distillation_losses, finetune, make_teacher
 from vist3a.stitch.statistics import CRITERIA, LayerFit, choose
 from vist3a.stitch.stitched import LoraSettings, StitchedConfig, StitchedDecoder
-from vist3a.stitch.sweep import SweepSetup, run_sweep
+from vist3a.stitch.sweep import SweepSetup, is_heldout, run_sweep
 from vist3a.stitch.workspace import PairWorkspace
 
 SWEEP_JSON, SWEEP_PNG, SWEEP_STATE, SWEEP_FITS = "sweep.json", "sweep.png", "sweep_state.safetensors", "sweep_fits.safetensors"
@@ -53,7 +53,8 @@ def sweep_layers(
     best = choose(fits, criterion)
     scores = {name: {k: v for k, v in asdict(fit).items() if k not in ("weight", "bias")} for name, fit in fits.items()}
     report = {"layers": [{"name": n, **s} for n, s in scores.items()], "best": best, "criterion": criterion,
-              "ridge": ridge, "heldout": heldout, "clips": len(dataset), "data": data}  # fmt: skip
+              "ridge": ridge, "heldout": heldout, "clips": len(dataset), "data": data,
+              "heldout_clips": sum(is_heldout(i, heldout) for i in range(len(dataset)))}  # fmt: skip
     atomic_write_text(directory / SWEEP_JSON, json.dumps(report, indent=2) + "\n")
     write_state(directory / SWEEP_FITS, {f"{n}.{k}": getattr(f, k).float() for n, f in fits.items() for k in ("weight", "bias")}, {})
     plot_sweep(scores, best, directory / SWEEP_PNG)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -48,8 +49,9 @@ class SweepSetup:
 
 
 def is_heldout(index: int, fraction: float) -> bool:
-    """Clip ``index`` is held out when the running count of held-out clips steps up there (evenly spread)."""
-    return int((index + 1) * fraction) > int(index * fraction)
+    """Clip ``index`` is held out where the running count ``ceil(n * fraction)`` steps up: evenly spread, clip 0
+    first, so any positive fraction holds out at least one clip."""
+    return math.ceil((index + 1) * fraction) > math.ceil(index * fraction)
 
 
 class Sweep:
