@@ -57,6 +57,7 @@ class FakeDecoder(nn.Module):
         self.embed = nn.Conv2d(3, self.width, self.patch, stride=self.patch)
         self.blocks = nn.ModuleList(nn.Linear(self.width, self.width) for _ in range(3))
         self.head = nn.Linear(self.width, self.patch * self.patch)
+        self.depth_offset = nn.Parameter(torch.zeros(()))  # stands for special tokens: trained in full
 
     def stitch_points(self, image_size: tuple[int, int]) -> list[StitchPoint]:
         grid = (image_size[0] // self.patch, image_size[1] // self.patch)
@@ -64,7 +65,7 @@ class FakeDecoder(nn.Module):
 
     def stitch_targets(self, point: str) -> StitchTargets:
         after = range(int(point.split("_")[1]), len(self.blocks))
-        return StitchTargets(tuple(f"blocks.{i}" for i in after) + ("head",), ("embed.bias",))
+        return StitchTargets(tuple(f"blocks.{i}" for i in after) + ("head",), ("depth_offset",))
 
     def preprocess(self, frames: Tensor) -> Tensor:
         return (frames + 1) / 2
@@ -105,7 +106,7 @@ class FakeDecoder(nn.Module):
     def _head(self, tokens: Tensor, b: int, t: int, grid: tuple[int, int]) -> Decoded3D:
         h, w = grid[0] * self.patch, grid[1] * self.patch
         depth = F.pixel_shuffle(self.head(tokens).transpose(1, 2).reshape(b * t, -1, *grid), self.patch)
-        depth = depth.reshape(b, t, h, w).exp()
+        depth = (depth.reshape(b, t, h, w) + self.depth_offset).exp()
         points = torch.stack(torch.broadcast_tensors(depth, depth, depth), dim=-1)
         return Decoded3D(points=PointMaps(points=points, depth=depth))
 
@@ -123,16 +124,23 @@ class FakeConfig(ComponentConfig):
     width: int = 8
 
 
+def _seeded(build):
+    """Deterministic weights whatever the process (multi-process tests build the fakes in each process)."""
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        return build()
+
+
 class FakePlugin:
     """A plugin object implementing every registration hook."""
 
     @hookimpl
     def register_generators(self, register):
-        register(GeneratorSpec("fake-generator", "A fake generator", lambda cfg: FakeGenerator(), licence="CC0"))
+        register(GeneratorSpec("fake-generator", "A fake generator", lambda cfg: _seeded(FakeGenerator), licence="CC0"))
 
     @hookimpl
     def register_decoders(self, register):
-        register(DecoderSpec("fake-decoder", "A fake decoder", lambda cfg: FakeDecoder(cfg.width).to(cfg.device), FakeConfig))
+        register(DecoderSpec("fake-decoder", "A fake decoder", lambda cfg: _seeded(lambda: FakeDecoder(cfg.width)).to(cfg.device), FakeConfig))
 
     @hookimpl
     def register_rewards(self, register):

@@ -41,7 +41,7 @@ def test_trainable_parts(clips):
     _, _, stitched = _models()
     names = {n for n, p in stitched.named_parameters() if p.requires_grad}
     assert names == {
-        "adapter.conv.weight", "adapter.conv.bias", "decoder.embed.bias",
+        "adapter.conv.weight", "adapter.conv.bias", "decoder.depth_offset",
         *(f"decoder.{m}.lora_{ab}.default.weight" for m in ("blocks.1", "blocks.2", "head") for ab in "AB"),
     }  # fmt: skip
 

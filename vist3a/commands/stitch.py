@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from vist3a import distributed
 from vist3a.commands.options import ClipsOpt, DataOpt, DeviceOpt, PairDirOpt, out, progress
 from vist3a.stitch import jobs
 from vist3a.stitch.finetune import FinetuneConfig
@@ -44,5 +45,7 @@ def stitch(
             pair, data, clips, config, layer=layer, lora=lora, device=device, overwrite=overwrite,
             on_step=lambda step, record: bar.update(task, completed=step, description=f"distil loss {record['total']:.4g}"),
         )  # fmt: skip
+    if not distributed.is_main():
+        return
     final = f"final loss {state.history[-1]['total']:.4g}" if state.history else "no steps"
     out.print(f"Stitched decoder saved to {path} ({final}, {state.skipped} non-finite steps skipped)")

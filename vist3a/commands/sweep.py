@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from vist3a import distributed
 from vist3a.commands.options import ClipsOpt, DataOpt, DeviceOpt, PairDirOpt, out, progress
 from vist3a.stitch import jobs
 
@@ -31,6 +32,8 @@ def sweep_layers(
             pair, data, clips, heldout=heldout, ridge=ridge, criterion=criterion.value, device=device,
             on_clip=lambda done, total: bar.update(task, completed=done, total=total),
         )  # fmt: skip
+    if not distributed.is_main():
+        return
     table = Table("stitch point", "held-out rel. MSE", "held-out MSE", "CKA", "fit rel. MSE")
     for name, fit in fits.items():
         style = "bold green" if name == best else None

@@ -13,6 +13,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import Dataset
 
+from vist3a import distributed
 from vist3a.config import StrictModel
 from vist3a.errors import InputError
 from vist3a.io.checkpoint import read_state, write_state
@@ -78,6 +79,7 @@ def finetune(
     if len(clips) == 0:
         raise InputError("no clips to finetune on")
     named = {n: p for n, p in stitched.named_parameters() if p.requires_grad}
+    model = _parallel(stitched)
     optimizer = torch.optim.AdamW(named.values(), lr=config.lr, weight_decay=config.weight_decay)
     state = FinetuneState()
     if state_path is not None and state_path.exists():
@@ -86,7 +88,7 @@ def finetune(
     while state.step < config.steps:
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(state.step, config)
-        losses = distillation_losses(stitched, teacher, generator, _batch(clips, state.step, config), generator_size)
+        losses = distillation_losses(model, teacher, generator, _batch(clips, state.step, config), generator_size)
         total = torch.stack(list(losses.values())).sum()
         optimizer.zero_grad(set_to_none=True)
         if torch.isfinite(total):
@@ -98,7 +100,8 @@ def finetune(
         record = {"total": total.item(), **{k: v.item() for k, v in losses.items()}}
         state.history.append(record)
         state.step += 1
-        if state_path is not None and (state.step % config.checkpoint_every == 0 or state.step == config.steps):
+        checkpoint = state.step % config.checkpoint_every == 0 or state.step == config.steps
+        if state_path is not None and checkpoint and distributed.is_main():
             _save(state_path, state, named, optimizer, config)
         if on_step is not None:
             on_step(state.step, record)
@@ -107,22 +110,33 @@ def finetune(
 
 
 def distillation_losses(
-    stitched: StitchedDecoder, teacher: Decoder3D, generator: Generator, frames: Tensor, generator_size: tuple[int, int]
+    model: nn.Module, teacher: Decoder3D, generator: Generator, frames: Tensor, generator_size: tuple[int, int]
 ) -> dict[str, Tensor]:
-    """The decoder's weighted per-head losses between the stitched model and ``teacher`` on frames ``[B,3,T,H,W]``."""
+    """The decoder's weighted per-head losses between the stitched ``model`` (or its DDP wrapper) and ``teacher``
+    on frames ``[B,3,T,H,W]``."""
+    stitched: StitchedDecoder = getattr(model, "module", model)
     decoder_frames = resize_frames(frames, stitched.config.decoder_resolution)
     with torch.no_grad():
         latents = generator.encode(resize_frames(frames, generator_size))
         target = teacher.forward(teacher.preprocess(decoder_frames))
-    student = stitched(latents, decoder_frames)
+    student = model(latents, decoder_frames)
     return stitched.decoder.distill_loss(student, target)
 
 
+def _parallel(stitched: StitchedDecoder) -> nn.Module:
+    """DistributedDataParallel over the trainable parts when several processes run, else the model itself."""
+    if distributed.world_size() == 1:
+        return stitched
+    return nn.parallel.DistributedDataParallel(stitched)
+
+
 def _batch(clips: Dataset, step: int, config: FinetuneConfig) -> Tensor:
-    """Clips for ``step``: a fresh seeded permutation per epoch, so the order is a function of the step."""
-    n = len(clips)
+    """This process's clips for ``step``: a fresh seeded permutation per epoch, so the order is a function of the
+    step (and each process of a multi-process run takes its own slice)."""
+    n, per_step = len(clips), config.batch_size * distributed.world_size()
+    first = step * per_step + distributed.rank() * config.batch_size
     picks = []
-    for k in range(step * config.batch_size, (step + 1) * config.batch_size):
+    for k in range(first, first + config.batch_size):
         epoch, position = divmod(k, n)
         order = torch.randperm(n, generator=torch.Generator().manual_seed(config.seed * 7919 + epoch))
         picks.append(clips[int(order[position])])

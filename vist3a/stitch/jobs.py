@@ -10,6 +10,7 @@ from pathlib import Path
 import torch
 from torch.utils.data import Subset
 
+from vist3a import distributed
 from vist3a.errors import InputError
 from vist3a.io.atomic import atomic_write_text
 from vist3a.io.checkpoint import load_state_dict, write_state
@@ -43,6 +44,7 @@ def sweep_layers(
     if criterion not in CRITERIA:
         raise InputError(f"unknown criterion {criterion!r}; use one of {', '.join(CRITERIA)}")
     workspace = PairWorkspace.load(directory)
+    _, _, device = distributed.setup(device)
     generator, decoder = workspace.load_models(device)
     dataset = open_workspace_clips(workspace, data, clips)
     points = [StitchPoint(p.name, p.grid, p.channels, p.prefix_tokens, p.index) for p in workspace.stitch_points]
@@ -51,6 +53,8 @@ def sweep_layers(
     sweep = run_sweep(generator, decoder, dataset, setup, state_path=directory / SWEEP_STATE, on_clip=on_clip)
     fits = sweep.fits(ridge)
     best = choose(fits, criterion)
+    if not distributed.is_main():
+        return fits, best
     scores = {name: {k: v for k, v in asdict(fit).items() if k not in ("weight", "bias")} for name, fit in fits.items()}
     report = {"layers": [{"name": n, **s} for n, s in scores.items()], "best": best, "criterion": criterion,
               "ridge": ridge, "heldout": heldout, "clips": len(dataset), "data": data,
@@ -83,6 +87,7 @@ def stitch(
     out = directory / STITCHED_DIR
     if out.exists() and not overwrite:
         raise InputError(f"{out} already exists; pass --overwrite to replace it")
+    _, _, device = distributed.setup(device)
     generator, decoder = workspace.load_models(device)
     dataset = open_workspace_clips(workspace, data, clips)
     entry = workspace.point(name)
@@ -98,9 +103,12 @@ def stitch(
     stitched.adapter.set_linear(weight, bias)
     state = finetune(stitched, teacher, generator, dataset, config, generator_size=workspace.generator_resolution,
                      state_path=directory / STITCH_STATE, on_step=on_step)  # fmt: skip
-    if state.history:
-        plot_losses(state.history, directory / STITCH_PNG)
-    return stitched.save_pretrained(out, overwrite=overwrite), state
+    if distributed.is_main():
+        if state.history:
+            plot_losses(state.history, directory / STITCH_PNG)
+        stitched.save_pretrained(out, overwrite=overwrite)
+    distributed.barrier()
+    return out, state
 
 
 def evaluate(directory: Path, data: str, clips: int, device: str = "cpu") -> dict[str, float]:

@@ -12,6 +12,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from vist3a import distributed
 from vist3a.errors import InputError
 from vist3a.io.checkpoint import read_state, write_state
 from vist3a.io.clips import resize_frames
@@ -109,7 +110,9 @@ def run_sweep(
 
     Under ``torch.distributed`` each process takes every ``world``-th clip and the statistics are summed at the end.
     """
-    rank, world = _rank_world()
+    rank, world = distributed.rank(), distributed.world_size()
+    if state_path is not None and world > 1:  # each process checkpoints its own share
+        state_path = state_path.with_name(f"{state_path.stem}.rank{rank}{state_path.suffix}")
     sweep = Sweep(setup, generator.latent.channels)
     if state_path is not None and state_path.exists():
         sweep.load(state_path)
@@ -128,12 +131,6 @@ def run_sweep(
                 on_clip(sweep.clips_done, len(clips))
     sweep.all_reduce()
     return sweep
-
-
-def _rank_world() -> tuple[int, int]:
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        return torch.distributed.get_rank(), torch.distributed.get_world_size()
-    return 0, 1
 
 
 def _volume(kernel: tuple[int, int, int]) -> int:

@@ -1,0 +1,49 @@
+"""Two CPU processes (torchrun, gloo): the sweep's statistics are all-reduced and the distillation runs in DDP."""
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests.stitch.test_commands import PAIR
+from vist3a.cli import main
+from vist3a.io.checkpoint import load_state_dict
+from vist3a.stitch.stitched import StitchedDecoder
+
+JOB = Path(__file__).with_name("distributed_job.py")
+
+
+def torchrun(*argv) -> subprocess.CompletedProcess:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-addr", "127.0.0.1",
+               "--master-port", str(port), str(JOB), *map(str, argv)]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+
+
+@pytest.mark.slow
+def test_two_process_sweep_equals_one_process_and_ddp_distillation(tmp_path):
+    single, double = tmp_path / "single", tmp_path / "double"
+    assert main([*PAIR, "--out", str(single)]) == 0
+    double.mkdir()
+    shutil.copy(single / "pair.yaml", double / "pair.yaml")
+    sweep = ["sweep-layers", "--data", "synthetic:6", "--clips", "6"]
+    assert main([*sweep, "--pair", str(single)]) == 0
+    result = torchrun(*sweep, "--pair", double)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert sorted(p.name for p in double.glob("sweep_state.rank*")) == ["sweep_state.rank0.safetensors", "sweep_state.rank1.safetensors"]
+    one, two = load_state_dict(single / "sweep_fits.safetensors"), load_state_dict(double / "sweep_fits.safetensors")
+    for key in one:
+        assert torch.allclose(one[key], two[key], rtol=1e-5, atol=1e-6), key
+
+    result = torchrun("stitch", "--pair", double, "--data", "synthetic:4", "--steps", "3", "--warmup", "1", "--lora-rank", "2")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.count("Stitched decoder saved to") == 1  # only the main process reports
+    assert StitchedDecoder.from_pretrained(double / "stitched").config.stitch_point
