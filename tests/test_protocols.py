@@ -26,6 +26,14 @@ def test_frame_rule():
         WAN_LIKE.latent_shape(13, 500, 256)
 
 
+def test_latent_frame_step():
+    cog = LatentSpec(channels=16, spatial_factor=8, temporal_factor=4, latent_frame_step=2)
+    assert cog.frame_rule == "8k+1" and cog.frame_step == 8
+    assert [cog.is_valid_frames(t) for t in (9, 13, 17)] == [True, False, True]
+    assert cog.valid_frames(13) == 17 and cog.latent_frames(17) == 5
+    assert [cog.is_valid_latent_frames(n) for n in (1, 2, 3)] == [True, False, True]
+
+
 def test_normalisation_round_trip_and_values():
     raw = torch.randn(2, 3, 4, 5, 6, dtype=torch.float64)
     model = WAN_LIKE.to_model(raw)

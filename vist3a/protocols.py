@@ -40,9 +40,12 @@ class LatentSpec:
     temporal_factor: int
     shift: float | tuple[float, ...] = 0.0
     scale: float | tuple[float, ...] = 1.0
+    latent_frame_step: int = 1
+    """Valid latent frame counts are ``1 + latent_frame_step * k`` (CogVideoX's VAE decodes latent frames in
+    pairs after the first: 2, so its videos have ``8k+1`` frames)."""
 
     def __post_init__(self) -> None:
-        if self.channels < 1 or self.spatial_factor < 1 or self.temporal_factor < 1:
+        if min(self.channels, self.spatial_factor, self.temporal_factor, self.latent_frame_step) < 1:
             raise ValueError(f"LatentSpec factors must be positive, got {self}")
         for name in ("shift", "scale"):
             value = getattr(self, name)
@@ -50,19 +53,27 @@ class LatentSpec:
                 raise ValueError(f"LatentSpec.{name} has {len(value)} values for {self.channels} channels")
 
     @property
+    def frame_step(self) -> int:
+        """Distance between valid frame counts."""
+        return self.temporal_factor * self.latent_frame_step
+
+    @property
     def frame_rule(self) -> str:
         """The valid frame counts, e.g. ``"4k+1"``."""
-        return f"{self.temporal_factor}k+1"
+        return f"{self.frame_step}k+1"
 
     def is_valid_frames(self, frames: int) -> bool:
-        return frames >= 1 and (frames - 1) % self.temporal_factor == 0
+        return frames >= 1 and (frames - 1) % self.frame_step == 0
+
+    def is_valid_latent_frames(self, latent_frames: int) -> bool:
+        return latent_frames >= 1 and (latent_frames - 1) % self.latent_frame_step == 0
 
     def valid_frames(self, frames: int) -> int:
         """The smallest valid frame count >= ``frames`` (pad by repeating the last frame)."""
         if frames < 1:
             raise ValueError(f"frame count must be positive, got {frames}")
-        k = -(-(frames - 1) // self.temporal_factor)
-        return self.temporal_factor * k + 1
+        k = -(-(frames - 1) // self.frame_step)
+        return self.frame_step * k + 1
 
     def latent_frames(self, frames: int) -> int:
         """``T'`` for a valid ``T``."""
@@ -220,3 +231,45 @@ class Reward(Protocol):
         """Score ``[B]``. frames and renders are ``[B,3,V,H,W]`` in [-1,1]."""
         ...
 
+
+@runtime_checkable
+class DenoisingLoop(Protocol):
+    """One text-to-video denoising run that the caller drives step by step (the aligner's seam).
+
+    ``latents`` is the initial noise in the denoiser's space ``[B,C,T',h,w]``; call
+    ``latents = loop.step(latents, i)`` for each ``i`` in ``range(len(loop.timesteps))``, in order, then
+    ``loop.to_raw(latents)``. Running every step equals ``sample()`` with the same arguments. ``step`` is
+    differentiable; with ``detach_input`` the denoiser sees a detached input, so gradients reach earlier latents
+    only through the scheduler update (truncated backpropagation).
+    """
+
+    latents: Tensor
+    timesteps: Tensor
+
+    def step(self, latents: Tensor, index: int, *, detach_input: bool = True) -> Tensor:
+        """Latents after denoising step ``index``."""
+        ...
+
+    def to_raw(self, latents: Tensor) -> Tensor:
+        """Final latents -> RAW VAE latents ``[B,C,T',h,w]``."""
+        ...
+
+
+@runtime_checkable
+class SteppableGenerator(Generator, Protocol):
+    """A generator whose denoising loop the caller can run itself, with gradients at chosen steps."""
+
+    def denoising(
+        self,
+        prompts: Sequence[str],
+        *,
+        num_frames: int,
+        height: int,
+        width: int,
+        steps: int,
+        guidance: float,
+        negative_prompt: str | None = None,
+        generator: torch.Generator | None = None,
+    ) -> DenoisingLoop:
+        """The loop of ``sample()`` with the same arguments, not yet run."""
+        ...

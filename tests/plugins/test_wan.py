@@ -1,0 +1,129 @@
+"""vist3a_wan at tiny configs: Wan 2.1 (16 channels) and a Wan 2.2-style 48-channel VAE with expand_timesteps."""
+
+from __future__ import annotations
+
+import inspect
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from vist3a.generators.options import DiffusersVideoConfig
+
+from . import generator_checks as checks
+
+diffusers = pytest.importorskip("diffusers")
+from vist3a_wan import tiny_pipeline  # noqa: E402
+from vist3a_wan.generator import WanGenerator  # noqa: E402
+
+OPTIONS = {"max_sequence_length": 16}
+
+
+def make(latent_channels: int = 16) -> WanGenerator:
+    return WanGenerator(tiny_pipeline(latent_channels=latent_channels), DiffusersVideoConfig(**OPTIONS))
+
+
+@pytest.fixture(scope="module")
+def gen() -> WanGenerator:
+    return make()
+
+
+@pytest.fixture(scope="module")
+def gen22() -> WanGenerator:
+    return make(48)
+
+
+def pipeline_raw(gen: WanGenerator):
+    """The pipeline's own latent output, de-normalised with the VAE config: z = x * std + mean."""
+
+    def run(prompts, *, num_frames, height, width, steps, guidance, negative_prompt, generator):
+        out = gen.pipe(prompt=prompts, negative_prompt=negative_prompt, num_frames=num_frames, height=height, width=width,
+                       num_inference_steps=steps, guidance_scale=guidance, generator=generator, output_type="latent",
+                       max_sequence_length=OPTIONS["max_sequence_length"]).frames  # fmt: skip
+        return denormalise(gen, out)
+
+    return run
+
+
+def denormalise(gen: WanGenerator, x: torch.Tensor) -> torch.Tensor:
+    cfg = gen.pipe.vae.config
+    return x * torch.tensor(cfg.latents_std).view(1, -1, 1, 1, 1) + torch.tensor(cfg.latents_mean).view(1, -1, 1, 1, 1)
+
+
+def test_latent_spec_of_the_real_vaes() -> None:
+    defaults = {k: p.default for k, p in inspect.signature(diffusers.AutoencoderKLWan.__init__).parameters.items()}
+    wan21 = WanGenerator.latent_spec(SimpleNamespace(**defaults))  # the class defaults are the Wan 2.1 VAE
+    assert (wan21.channels, wan21.spatial_factor, wan21.temporal_factor) == (16, 8, 4)
+    assert wan21.shift == tuple(defaults["latents_mean"])
+    wan22 = WanGenerator.latent_spec(SimpleNamespace(**{**defaults, "z_dim": 48, "scale_factor_spatial": 16,
+                                                        "latents_mean": [0.0] * 48, "latents_std": [2.0] * 48}))  # fmt: skip
+    assert (wan22.channels, wan22.spatial_factor, wan22.scale) == (48, 16, (0.5,) * 48)
+
+
+def test_protocols(gen) -> None:
+    checks.check_protocols(gen)
+
+
+def test_encode_decode_shapes(gen, gen22) -> None:
+    checks.check_encode_decode_shapes(gen, [1, 5, 9])
+    checks.check_encode_decode_shapes(gen22, [1, 9], size=64)
+    checks.check_encode_sample(gen)
+
+
+def test_checkpointed_decode_through_the_causal_cache(gen, gen22) -> None:
+    checks.check_checkpointed_decode(gen)
+    checks.check_checkpointed_decode(gen22, size=32)
+
+
+def test_round_trip(gen, gen22) -> None:
+    checks.check_round_trip(gen, lambda x: denormalise(gen, x))
+    checks.check_round_trip(gen22, lambda x: denormalise(gen22, x))
+
+
+def test_sample_matches_pipeline(gen, gen22) -> None:
+    checks.check_sample_matches_pipeline(gen, pipeline_raw(gen))
+    checks.check_sample_matches_pipeline(gen22, pipeline_raw(gen22))
+
+
+def test_seam_equals_sample(gen, gen22) -> None:
+    checks.check_seam_equals_sample(gen)
+    checks.check_seam_equals_sample(gen22)
+
+
+def test_scheduler_shift(gen) -> None:
+    """shift=3 equals the pipeline run with a scheduler built with shift=3."""
+    shifted = gen.sample(checks.PROMPTS, generator=checks.seeded(), shift=3.0, **checks.REQUEST)
+    original = gen.pipe.scheduler
+    gen.pipe.scheduler = diffusers.FlowMatchEulerDiscreteScheduler.from_config(original.config, shift=3.0)
+    try:
+        expected = gen.sample(checks.PROMPTS, generator=checks.seeded(), **checks.REQUEST)
+    finally:
+        gen.pipe.scheduler = original
+    assert torch.equal(shifted, expected)
+    assert not torch.equal(shifted, gen.sample(checks.PROMPTS, generator=checks.seeded(), **checks.REQUEST))
+
+
+def test_prompt_cache_and_release() -> None:
+    checks.check_prompt_cache(make)
+
+
+def test_frame_errors(gen) -> None:
+    checks.check_frame_errors(gen, bad=7)
+
+
+def test_saved_folder_loads_offline_and_missing_files(gen, tmp_path, entry_point_plugins) -> None:
+    checks.check_saved_folder("wan", gen.pipe, tmp_path / "wan", entry_point_plugins, gen, **OPTIONS)
+    checks.check_missing_files("wan", tmp_path / "wan", entry_point_plugins)
+
+
+def test_tiny_option_and_bad_options(entry_point_plugins) -> None:
+    import vist3a
+    from vist3a.errors import ConfigError
+
+    entry_point_plugins("vist3a_wan")
+    tiny = vist3a.load_generator("wan", tiny=True, **OPTIONS)
+    assert tiny.latent.channels == 16
+    with pytest.raises(ConfigError, match="cpu_offload"):
+        vist3a.load_generator("wan", tiny=True, cpu_offload=True)
+    with pytest.raises(ConfigError, match="unknown field"):
+        vist3a.load_generator("wan", tiny=True, variant="x")

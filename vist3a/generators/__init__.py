@@ -1,0 +1,1 @@
+"""Family-agnostic building blocks for generator plugins."""
