@@ -1,11 +1,11 @@
-"""The stitching commands on a real decoder: the tiny VGGT reference checkpoint behind the fake generator."""
+"""The stitching commands on real models: a tiny Wan pipeline folder and the tiny VGGT reference checkpoint."""
 
 import json
 from pathlib import Path
 
 import pytest
+import vist3a_wan
 
-from tests.fakes import FakePlugin
 from vist3a.cli import main
 from vist3a.stitch import jobs
 
@@ -14,20 +14,22 @@ VGGT_TINY = Path(__file__).parents[2].parent / "shared" / "reference" / "vggt-ti
 
 @pytest.fixture
 def workspace(tmp_path, entry_point_plugins):
-    entry_point_plugins("vist3a_vggt").add(FakePlugin(), "fakes")
-    argv = ["pair", "fake-generator", f"vggt:{VGGT_TINY}", "--resolution", "20x28", "--decoder-resolution", "28x42",
-            "--frames", "5", "--out", str(tmp_path)]  # fmt: skip
+    entry_point_plugins("vist3a_wan", "vist3a_vggt")
+    vist3a_wan.tiny_pipeline(seed=0).save_pretrained(tmp_path / "tiny-wan")
+    argv = ["pair", f"wan:{tmp_path / 'tiny-wan'}", f"vggt:{VGGT_TINY}", "--resolution", "32x48",
+            "--decoder-resolution", "28x42", "--frames", "5", "--out", str(tmp_path / "ws")]  # fmt: skip
     assert main(argv) == 0
-    return tmp_path
+    return tmp_path / "ws"
 
 
 @pytest.mark.slow
-def test_pair_sweep_and_distil_vggt(workspace, capsys):
-    assert "enc_blocks_2" in (workspace / "pair.yaml").read_text()
+def test_pair_sweep_and_distil_tiny_wan_with_tiny_vggt(workspace, capsys):
+    text = (workspace / "pair.yaml").read_text()
+    assert "enc_blocks_2" in text and "conv3d_k5x3x3_o64_s1x2x2_p2x1x1" in text
     assert main(["sweep-layers", "--pair", str(workspace), "--data", "synthetic:5", "--clips", "5"]) == 0
     report = json.loads((workspace / "sweep.json").read_text())
     assert [layer["name"] for layer in report["layers"]] == ["enc_blocks_1", "enc_blocks_2"]
-    assert report["heldout_clips"] == 1
+    assert report["heldout_clips"] == 1 and report["best"] in {"enc_blocks_1", "enc_blocks_2"}
 
     def stitch(steps):
         argv = ["stitch", "--pair", str(workspace), "--data", "synthetic:3", "--steps", str(steps), "--lr", "1e-4",
@@ -36,6 +38,6 @@ def test_pair_sweep_and_distil_vggt(workspace, capsys):
         return sum(jobs.evaluate(workspace, "synthetic:3", 3).values())
 
     closed_form_only = stitch(0)
-    distilled = stitch(8)
+    distilled = stitch(20)
     assert distilled < closed_form_only
     capsys.readouterr()

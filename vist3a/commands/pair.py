@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.table import Table
+from rich.table import Column, Table
 
 from vist3a.commands.options import RegistryOpt, err, out
 from vist3a.registry import Registry
@@ -34,12 +34,14 @@ def pair(
     path = workspace.save(out_dir, overwrite=overwrite)
     gen_h, gen_w = workspace.generator_resolution
     dec_h, dec_w = workspace.decoder_resolution
-    table = Table("stitch point", "tokens (h x w)", "channels", "prefix", "adapter",
+    table = Table(Column("stitch point", no_wrap=True), "tokens", "channels", "prefix", Column("adapter", no_wrap=True),
                   title=f"{workspace.generator} ({gen_h}x{gen_w}, {workspace.frames} frames) -> {workspace.decoder} ({dec_h}x{dec_w})")  # fmt: skip
     for p in workspace.stitch_points:
-        name = f"[bold]{p.name}[/bold] (default)" if p.name == workspace.default_stitch_point else p.name
-        table.add_row(name, f"{p.grid[0]} x {p.grid[1]}", str(p.channels), str(p.prefix_tokens), p.spec)
+        name = f"[bold]{p.name}*[/bold]" if p.name == workspace.default_stitch_point else p.name
+        table.add_row(name, f"{p.grid[0]}x{p.grid[1]}", str(p.channels), str(p.prefix_tokens), p.spec)
     out.print(table)
+    if workspace.default_stitch_point:
+        out.print(f"* the registry's default stitch point for {workspace.pairing}")
     for name, reason in rejected:
         err.print(f"[yellow]skipped[/yellow] {name}: {reason}")
     out.print(f"Wrote {path}")
