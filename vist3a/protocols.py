@@ -175,7 +175,11 @@ class Generator(Protocol):
 
 @runtime_checkable
 class Decoder3D(Protocol):
-    """A feed-forward 3D reconstruction model that can be cut at its stitch points."""
+    """A feed-forward 3D reconstruction model that can be cut at its stitch points.
+
+    Optional: ``set_gradient_checkpointing(enabled: bool)`` recomputes blocks in the backward pass (used by
+    ``vist3a stitch --gradient-checkpointing``).
+    """
 
     name: str
     needs_rgb: bool  # True when a head after the stitch point reads the frames themselves

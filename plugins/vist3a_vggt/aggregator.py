@@ -7,7 +7,7 @@ from torch import Tensor, nn
 
 from vist3a_vggt.config import AggregatorConfig, DinoConfig
 from vist3a_vggt.dino import DinoVisionTransformer
-from vist3a_vggt.layers import Block, Rope2D
+from vist3a_vggt.layers import Block, Rope2D, run_block
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -92,6 +92,6 @@ class Aggregator(nn.Module):
         pos = None if pos is None else pos.reshape(*shape[:2], 2)
         found = []
         for block in blocks[first : first + self.group]:
-            x = block(x, pos)
+            x = run_block(block, x, pos)
             found.append(x.view(b, s, p, c))
         return found[-1], found

@@ -177,6 +177,12 @@ class VGGTDecoder(nn.Module):
         present = {name for name, _ in self.named_parameters()}
         return StitchTargets(modules, tuple(t for t in tokens if t in present))
 
+    def set_gradient_checkpointing(self, enabled: bool) -> None:
+        """Recompute each DINO and aggregator block in the backward pass instead of storing its activations."""
+        agg = self.model.aggregator
+        for block in (*agg.patch_embed.blocks, *agg.frame_blocks, *agg.global_blocks):
+            block.gradient_checkpointing = enabled
+
     def preprocess(self, frames: Tensor) -> Tensor:
         """frames ``[B,3,T,H,W]`` in [-1,1] -> images ``[B,T,3,H',W']`` in [0,1]; a size that is not a multiple of the
         patch size is resized (bilinear, antialiased) to the nearest one."""

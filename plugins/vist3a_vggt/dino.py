@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from vist3a_vggt.config import DinoConfig
-from vist3a_vggt.layers import Block
+from vist3a_vggt.layers import Block, run_block
 
 
 class PatchEmbed(nn.Module):
@@ -79,7 +79,7 @@ class DinoVisionTransformer(nn.Module):
     def run(self, x: Tensor, start: int = 0, stop: int | None = None) -> Tensor:
         """Blocks ``start..stop-1`` (0-based) on tokens ``[N, L, C]``."""
         for block in self.blocks[start:stop]:
-            x = block(x)
+            x = run_block(block, x)
         return x
 
     def patch_tokens(self, x: Tensor) -> Tensor:

@@ -5,6 +5,15 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
+
+
+def run_block(block: nn.Module, *args: Tensor | None) -> Tensor:
+    """``block(*args)``, recomputed in the backward pass instead of stored when the block's
+    ``gradient_checkpointing`` flag is on and gradients are enabled."""
+    if getattr(block, "gradient_checkpointing", False) and torch.is_grad_enabled():
+        return checkpoint(block, *args, use_reentrant=False)
+    return block(*args)
 
 
 class Mlp(nn.Module):

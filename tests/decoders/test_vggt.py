@@ -288,3 +288,21 @@ def test_exports_are_written_and_readable(load, reference, tmp_path):
     assert np.allclose(saved["depth"], reference[1]["depth"][0, ..., 0].numpy())
     assert np.allclose(saved["intrinsics"], reference[1]["derived.intrinsic"][0].numpy())
     assert saved["extrinsics"].shape == (4, 4, 4) and tuple(saved["image_size"]) == (56, 84)
+
+
+def test_gradient_checkpointing_gives_the_same_gradients(entry_point_plugins):
+    entry_point_plugins("vist3a_vggt")
+    decoder = vist3a.load_decoder("vggt", str(TINY))
+    images = torch.rand(1, 2, 3, 28, 42, generator=torch.Generator().manual_seed(0))
+
+    def gradients():
+        decoder.zero_grad()
+        decoder.forward(images).points.depth.sum().backward()
+        return {n: p.grad.clone() for n, p in decoder.named_parameters() if p.grad is not None}
+
+    plain = gradients()
+    decoder.set_gradient_checkpointing(True)
+    checkpointed = gradients()
+    assert plain.keys() == checkpointed.keys() and len(plain) > 10
+    for name, grad in plain.items():
+        assert torch.allclose(grad, checkpointed[name], atol=1e-6), name

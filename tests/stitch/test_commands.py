@@ -79,6 +79,12 @@ def test_pair_unknown_components_and_paths(tmp_path, capsys):
     assert code == 2 and "no such checkpoint /no/such/dir" in err
 
 
+def test_gradient_checkpointing_needs_decoder_support(workspace, capsys):
+    argv = ["stitch", "--pair", workspace, "--data", "synthetic:2", "--layer", "block_1", "--steps", "1", "--gradient-checkpointing"]
+    code, _, err = run(capsys, *argv)
+    assert code == 2 and "fake-decoder does not support gradient checkpointing" in err
+
+
 def test_commands_need_a_valid_workspace(tmp_path, capsys, workspace):
     code, _, err = run(capsys, "sweep-layers", "--pair", tmp_path / "empty", "--data", "synthetic:2")
     assert code == 2 and "no pairing workspace here" in err

@@ -33,7 +33,7 @@ def test_pair_sweep_and_distil_tiny_wan_with_tiny_vggt(workspace, capsys):
 
     def stitch(steps):
         argv = ["stitch", "--pair", str(workspace), "--data", "synthetic:3", "--steps", str(steps), "--lr", "1e-4",
-                "--warmup", "0", "--lora-rank", "4", "--overwrite"]  # fmt: skip
+                "--warmup", "0", "--lora-rank", "4", "--gradient-checkpointing", "--overwrite"]  # fmt: skip
         assert main(argv) == 0
         return sum(jobs.evaluate(workspace, "synthetic:3", 3).values())
 

@@ -26,6 +26,7 @@ def stitch(
     batch_size: Annotated[int, typer.Option(min=1)] = 1,
     lora_rank: Annotated[int, typer.Option(min=0, help="LoRA rank after the stitch point; 0 disables LoRA.")] = 64,
     lora_alpha: Annotated[float, typer.Option()] = 32.0,
+    gradient_checkpointing: Annotated[bool, typer.Option(help="Recompute decoder blocks in the backward pass.")] = False,
     device: DeviceOpt = "cpu",
     overwrite: Annotated[bool, typer.Option(help="Replace an existing stitched/ folder.")] = False,
     evaluate: Annotated[bool, typer.Option("--eval", help="Only report student-vs-teacher error per head.")] = False,
@@ -37,7 +38,8 @@ def stitch(
             table.add_row(head, f"{value:.5g}")
         out.print(table)
         return
-    config = FinetuneConfig(steps=steps, lr=lr, warmup_steps=warmup, batch_size=batch_size)
+    config = FinetuneConfig(steps=steps, lr=lr, warmup_steps=warmup, batch_size=batch_size,
+                            gradient_checkpointing=gradient_checkpointing)  # fmt: skip
     lora = LoraSettings(rank=lora_rank, alpha=lora_alpha) if lora_rank > 0 else None
     with progress() as bar:
         task = bar.add_task("distil", total=steps)

@@ -33,6 +33,12 @@ class FinetuneConfig(StrictModel):
     batch_size: int = 1
     checkpoint_every: int = 50
     seed: int = 0
+    gradient_checkpointing: bool = False
+    """Recompute the decoder's blocks in the backward pass (the decoder must offer ``set_gradient_checkpointing``)."""
+
+
+RESUMABLE_CHANGES = {"steps", "checkpoint_every", "gradient_checkpointing"}
+"""Settings a resumed run may change."""
 
 
 @dataclass
@@ -78,6 +84,10 @@ def finetune(
     """
     if len(clips) == 0:
         raise InputError("no clips to finetune on")
+    if config.gradient_checkpointing:
+        if not hasattr(stitched.decoder, "set_gradient_checkpointing"):
+            raise InputError(f"{stitched.decoder.name} does not support gradient checkpointing")
+        stitched.decoder.set_gradient_checkpointing(True)
     named = {n: p for n, p in stitched.named_parameters() if p.requires_grad}
     model = _parallel(stitched)
     optimizer = torch.optim.AdamW(named.values(), lr=config.lr, weight_decay=config.weight_decay)
@@ -152,7 +162,7 @@ def _save(path: Path, state: FinetuneState, named: dict[str, nn.Parameter], opti
     tensors["rng.torch"] = torch.get_rng_state()
     meta = {
         "step": str(state.step), "skipped": str(state.skipped), "history": json.dumps(state.history),
-        "config": config.model_dump_json(exclude={"steps", "checkpoint_every"}),
+        "config": config.model_dump_json(exclude=RESUMABLE_CHANGES),
     }  # fmt: skip
     write_state(path, tensors, meta)
 
@@ -160,7 +170,7 @@ def _save(path: Path, state: FinetuneState, named: dict[str, nn.Parameter], opti
 def _load(path: Path, named: dict[str, nn.Parameter], optimizer: torch.optim.Optimizer,
           config: FinetuneConfig) -> FinetuneState:  # fmt: skip
     tensors, meta = read_state(path, "finetune state")
-    if meta.get("config") != config.model_dump_json(exclude={"steps", "checkpoint_every"}):
+    if meta.get("config") != config.model_dump_json(exclude=RESUMABLE_CHANGES):
         raise InputError(f"{path}: saved with other optimisation settings; delete it to start over")
     saved = {k[len("param.") :] for k in tensors if k.startswith("param.")}
     if saved != set(named):
