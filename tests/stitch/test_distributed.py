@@ -1,10 +1,12 @@
 """Two CPU processes (torchrun, gloo): the sweep's statistics are all-reduced and the distillation runs in DDP."""
 
 import os
+import signal
 import shutil
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -47,3 +49,26 @@ def test_two_process_sweep_equals_one_process_and_ddp_distillation(tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.count("Stitched decoder saved to") == 1  # only the main process reports
     assert StitchedDecoder.from_pretrained(double / "stitched").config.stitch_point
+
+
+@pytest.mark.slow
+def test_killed_sweep_resumes_to_the_same_statistics(tmp_path):
+    """SIGKILL a real sweep process once it has checkpointed, rerun it, and compare with an uninterrupted sweep."""
+    whole, killed = tmp_path / "whole", tmp_path / "killed"
+    assert main([*PAIR, "--out", str(whole)]) == 0
+    killed.mkdir()
+    shutil.copy(whole / "pair.yaml", killed / "pair.yaml")
+    sweep = ["sweep-layers", "--data", "synthetic:48", "--clips", "48"]
+    assert main([*sweep, "--pair", str(whole)]) == 0
+
+    command = [sys.executable, str(JOB), *sweep, "--pair", str(killed)]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    state = killed / "sweep_state.safetensors"
+    while not state.exists() and process.poll() is None:
+        time.sleep(0.02)
+    process.kill()
+    assert process.wait() == -signal.SIGKILL, "the sweep finished before it could be killed"
+    assert not (killed / "sweep.json").exists()
+    assert subprocess.run(command, capture_output=True).returncode == 0
+    one, two = load_state_dict(whole / "sweep_fits.safetensors"), load_state_dict(killed / "sweep_fits.safetensors")
+    assert one.keys() == two.keys() and all(torch.equal(one[k], two[k]) for k in one)
