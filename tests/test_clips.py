@@ -36,6 +36,19 @@ def test_videos(tmp_path):
     assert torch.all(means[1:] > means[:-1])  # later windows, brighter frames, in order
 
 
+def test_gif_videos_and_the_mp4_fallback(tmp_path, monkeypatch):
+    frames = torch.linspace(-1, 1, 4)[:, None, None, None].expand(4, 3, 8, 8)
+    gif = write_video(tmp_path / "a.gif", frames)
+    with Image.open(gif) as image:
+        assert image.n_frames == 4 and image.size == (8, 8)
+
+    def no_ffmpeg(*args):
+        raise ImportError("no module named av")
+
+    monkeypatch.setattr("vist3a.io.video._write_mp4", no_ffmpeg)
+    assert write_video(tmp_path / "b.mp4", frames) == tmp_path / "b.gif" and (tmp_path / "b.gif").is_file()
+
+
 def test_resize_crop_covers_then_centres():
     frames = torch.zeros(2, 3, 20, 40, dtype=torch.uint8)
     frames[..., 10:30] = 255  # a bright centre band

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+import logging
 import os
 import tempfile
 from pathlib import Path
@@ -10,6 +12,9 @@ import torch
 from torch import Tensor
 
 from vist3a.errors import InputError
+from vist3a.io.atomic import atomic_write_bytes
+
+logger = logging.getLogger("vist3a")
 
 VIDEO_SUFFIXES = {".mp4", ".mov", ".mkv", ".webm", ".avi"}
 
@@ -38,28 +43,54 @@ def read_frames(path: str | Path, indices: list[int]) -> Tensor:
 
 
 def write_video(path: str | Path, frames: Tensor, fps: int = 8) -> Path:
-    """Write frames ``[T,3,H,W]`` in [-1,1] (float) or uint8 as an H.264 mp4, atomically."""
-    import av
+    """Write frames ``[T,3,H,W]`` in [-1,1] (float) or uint8, atomically; returns the path written.
 
+    ``.gif`` is written with Pillow; anything else as H.264 through PyAV (FFmpeg), falling back to a ``.gif``
+    beside it (with a warning) when FFmpeg cannot encode here.
+    """
     path = Path(path)
     if frames.ndim != 4 or frames.shape[1] != 3:
         raise InputError(f"write_video: expected frames [T,3,H,W], got {list(frames.shape)}")
     if frames.is_floating_point():
         frames = ((frames.detach().float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
-    frames = frames[..., : frames.shape[2] // 2 * 2, : frames.shape[3] // 2 * 2]  # yuv420p needs even sizes
+    images = frames.permute(0, 2, 3, 1).cpu().numpy()
+    if path.suffix.lower() == ".gif":
+        return _write_gif(path, images, fps)
+    try:
+        return _write_mp4(path, images, fps)
+    except (ImportError, OSError, ValueError) as exc:  # no FFmpeg build or encoder here
+        gif = path.with_suffix(".gif")
+        logger.warning("cannot encode %s (%s); writing %s instead", path.name, exc, gif.name)
+        return _write_gif(gif, images, fps)
+
+
+def _write_mp4(path: Path, images, fps: int) -> Path:
+    import av
+
+    images = images[:, : images.shape[1] // 2 * 2, : images.shape[2] // 2 * 2]  # yuv420p needs even sizes
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix)
     os.close(fd)
     try:
         with av.open(tmp, mode="w") as container:
             stream = container.add_stream("libx264", rate=fps)
-            stream.height, stream.width = frames.shape[2], frames.shape[3]
+            stream.height, stream.width = images.shape[1], images.shape[2]
             stream.pix_fmt = "yuv420p"
-            for image in frames.permute(0, 2, 3, 1).cpu().numpy():
+            for image in images:
                 container.mux(stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")))
             container.mux(stream.encode())
         os.replace(tmp, path)
     finally:
         Path(tmp).unlink(missing_ok=True)
+    return path
+
+
+def _write_gif(path: Path, images, fps: int) -> Path:
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    first, *rest = (Image.fromarray(image) for image in images)
+    first.save(buffer, format="GIF", save_all=True, append_images=rest, duration=round(1000 / fps), loop=0)
+    atomic_write_bytes(path, buffer.getvalue())
     return path
 
 
