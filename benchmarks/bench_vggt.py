@@ -18,7 +18,6 @@ import time
 from pathlib import Path
 
 import torch
-
 from vist3a_vggt.config import VGGTArchitecture, parse_architecture, vggt_1b
 from vist3a_vggt.decoder import DTYPES, VGGTDecoder
 from vist3a_vggt.model import VGGT

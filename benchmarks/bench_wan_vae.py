@@ -28,7 +28,6 @@ def _rss_bytes() -> int:
 def _run_case(case: str, args: argparse.Namespace, queue: mp.Queue) -> None:
     import torch
     from diffusers import AutoencoderKLWan
-
     from vist3a_wan.generator import WanGenerator
 
     torch.manual_seed(0)
@@ -103,7 +102,7 @@ def main() -> None:
     results = {case: measure(case, args) for case in args.cases}
     ref_time = results.get("decode", next(iter(results.values())))[0]
     ref_mem = results.get("decode+backward", next(iter(results.values())))[1] or 1
-    print(f"| case | time (s) | time / decode | peak memory (MiB) | memory / decode+backward |")
+    print("| case | time (s) | time / decode | peak memory (MiB) | memory / decode+backward |")
     print("|---|---:|---:|---:|---:|")
     for case, (seconds, peak) in results.items():
         print(f"| {case} | {seconds:.2f} | {seconds / ref_time:.2f} | {peak / 2**20:.0f} | {peak / ref_mem:.2f} |")

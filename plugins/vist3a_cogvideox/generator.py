@@ -9,7 +9,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from vist3a.generators.diffusers_video import PipelineDenoisingLoop, DiffusersVideoGenerator, Embeds
+from vist3a.generators.diffusers_video import DiffusersVideoGenerator, Embeds, PipelineDenoisingLoop
 from vist3a.generators.tiny import eval_mode, tiny_tokenizer, vocab_size
 from vist3a.protocols import LatentSpec
 

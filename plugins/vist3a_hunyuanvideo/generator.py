@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from vist3a.generators.diffusers_video import PipelineDenoisingLoop, DiffusersVideoGenerator, Embeds
+from vist3a.generators.diffusers_video import DiffusersVideoGenerator, Embeds, PipelineDenoisingLoop
 from vist3a.generators.tiny import eval_mode, tiny_tokenizer, vocab_size
 from vist3a.protocols import LatentSpec
 
@@ -85,7 +85,12 @@ class HunyuanVideoGenerator(DiffusersVideoGenerator):
 
 def build_tiny_pipeline(seed: int = 0) -> Any:
     """A random tiny HunyuanVideoPipeline: see :func:`vist3a_hunyuanvideo.tiny_pipeline`."""
-    from diffusers import AutoencoderKLHunyuanVideo, FlowMatchEulerDiscreteScheduler, HunyuanVideoPipeline, HunyuanVideoTransformer3DModel
+    from diffusers import (
+        AutoencoderKLHunyuanVideo,
+        FlowMatchEulerDiscreteScheduler,
+        HunyuanVideoPipeline,
+        HunyuanVideoTransformer3DModel,
+    )
     from transformers import CLIPTextConfig, CLIPTextModel, LlamaConfig, LlamaModel
 
     torch.manual_seed(seed)

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from vist3a_vggt.config import TrackHeadConfig, TrackerConfig
+from vist3a_vggt.config import TrackerConfig, TrackHeadConfig
 from vist3a_vggt.heads import DPTHead
 from vist3a_vggt.layers import Mlp
 

@@ -9,7 +9,7 @@ import torch
 from torch import Tensor
 from torch.utils.checkpoint import checkpoint
 
-from vist3a.generators.diffusers_video import PipelineDenoisingLoop, DiffusersVideoGenerator, Embeds
+from vist3a.generators.diffusers_video import DiffusersVideoGenerator, Embeds, PipelineDenoisingLoop
 from vist3a.generators.tiny import eval_mode, tiny_tokenizer, vocab_size
 from vist3a.protocols import LatentSpec
 

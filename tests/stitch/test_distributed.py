@@ -1,8 +1,8 @@
 """Two CPU processes (torchrun, gloo): the sweep's statistics are all-reduced and the distillation runs in DDP."""
 
 import os
-import signal
 import shutil
+import signal
 import socket
 import subprocess
 import sys

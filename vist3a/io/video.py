@@ -21,7 +21,6 @@ VIDEO_SUFFIXES = {".mp4", ".mov", ".mkv", ".webm", ".avi"}
 
 def count_frames(path: str | Path) -> int:
     """Number of frames in a video (from the container, or by decoding when it does not say)."""
-    import av
 
     with _open(path) as container:
         stream = container.streams.video[0]
