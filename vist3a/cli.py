@@ -20,6 +20,7 @@ from vist3a import __version__
 from vist3a.commands.pair import pair
 from vist3a.commands.plugins import command_names, plugins
 from vist3a.commands.registry import registry
+from vist3a.commands.render import render
 from vist3a.commands.stitch import stitch
 from vist3a.commands.sweep import sweep_layers
 from vist3a.errors import PluginError, Vist3aError
@@ -50,6 +51,7 @@ def build_app() -> typer.Typer:
     app.command()(pair)
     app.command("sweep-layers")(sweep_layers)
     app.command()(stitch)
+    app.command()(render)
     owners = dict.fromkeys(command_names(app), "vist3a")
     for plugin, call in get_plugins().hook_callers("register_commands"):
         before = Counter(command_names(app))
