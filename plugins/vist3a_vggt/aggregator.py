@@ -39,6 +39,8 @@ class Aggregator(nn.Module):
         self.camera_token = nn.Parameter(torch.zeros(1, 2, 1, cfg.embed_dim))
         self.register_token = nn.Parameter(torch.zeros(1, 2, cfg.num_register_tokens, cfg.embed_dim))
         self.patch_start_idx = 1 + cfg.num_register_tokens
+        self.image_mean, self.image_std = IMAGENET_MEAN, IMAGENET_STD
+        """The normalisation constants (AnySplat uses them rounded to bfloat16)."""
 
     @property
     def depth(self) -> int:
@@ -46,8 +48,8 @@ class Aggregator(nn.Module):
 
     def embed(self, images: Tensor) -> Tensor:
         """Images ``[B,S,3,H,W]`` in [0,1] -> DINO tokens before its first block ``[B*S, 1+R+P, C]``."""
-        mean = images.new_tensor(IMAGENET_MEAN).view(1, 1, 3, 1, 1)
-        std = images.new_tensor(IMAGENET_STD).view(1, 1, 3, 1, 1)
+        mean = images.new_tensor(self.image_mean).view(1, 1, 3, 1, 1)
+        std = images.new_tensor(self.image_std).view(1, 1, 3, 1, 1)
         return self.patch_embed.embed(((images - mean) / std).flatten(0, 1))
 
     def special_tokens(self, b: int, s: int) -> Tensor:

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 import torch.nn.functional as F
@@ -14,6 +14,7 @@ from vist3a.errors import CheckpointError, ConfigError, InputError, ShapeError
 from vist3a.io.checkpoint import CONFIG_NAME, WEIGHTS_NAME, check_state_dict, load_state_dict, read_config, save_checkpoint
 from vist3a.protocols import StitchPoint, StitchTargets
 from vist3a.scene import Cameras, Decoded3D, PointMaps
+from vist3a.stitch.losses import gradient_l1, l1
 from vist3a_vggt import VGGTConfig
 from vist3a_vggt.config import VGGTArchitecture, parse_architecture, vggt_1b
 from vist3a_vggt.geometry import pose_encoding_to_cameras, to_homogeneous, unproject_depth
@@ -21,15 +22,15 @@ from vist3a_vggt.model import VGGT
 
 OFFICIAL_WEIGHTS = "model.pt"
 POSE_WEIGHT, CONFIDENCE_WEIGHT, GRADIENT_WEIGHT, DEFAULT_WEIGHT = 5.0, 5e-3, 5e-3, 1.0
-GRADIENT_SCALES = 4
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+A = TypeVar("A")
 
 
-def resolve_checkpoint(checkpoint: str, default: VGGTArchitecture) -> tuple[VGGTArchitecture, Path]:
+def resolve_checkpoint(checkpoint: str, default: A, parse: Callable[[dict[str, Any], str], A] = parse_architecture) -> tuple[A, Path]:
     """The architecture and weights file of a folder, a weights file or a hub id already in the local cache.
 
-    A folder's ``config.json`` gives the architecture; without one, and for a bare ``.pt``, it is ``default``.
-    Nothing is downloaded.
+    A folder's ``config.json`` (read by ``parse``) gives the architecture; without one, and for a bare ``.pt``, it is
+    ``default``. Nothing is downloaded.
     """
     path = Path(checkpoint).expanduser()
     if not path.exists():
@@ -37,12 +38,12 @@ def resolve_checkpoint(checkpoint: str, default: VGGTArchitecture) -> tuple[VGGT
     if path.is_file():
         config = path.parent / CONFIG_NAME
         use_config = path.suffix == ".safetensors" and config.is_file()
-        return (parse_architecture(read_config(path.parent), str(config)) if use_config else default), path
+        return (parse(read_config(path.parent), str(config)) if use_config else default), path
     weights = next((path / n for n in (WEIGHTS_NAME, OFFICIAL_WEIGHTS) if (path / n).is_file()), None)
     if weights is None:
         raise CheckpointError(f"{path}: no {WEIGHTS_NAME} or {OFFICIAL_WEIGHTS} in this folder")
     config = path / CONFIG_NAME
-    arch = parse_architecture(read_config(path), str(config)) if config.is_file() else default
+    arch = parse(read_config(path), str(config)) if config.is_file() else default
     return arch, weights
 
 
@@ -94,6 +95,8 @@ class VGGTDecoder(nn.Module):
 
     name = "vggt"
     needs_rgb = False
+    trained_heads: tuple[str, ...] = ("camera_head", "depth_head", "point_head")
+    """The heads that get LoRA in :meth:`stitch_targets`."""
 
     def __init__(self, model: VGGT) -> None:
         super().__init__()
@@ -169,7 +172,7 @@ class VGGTDecoder(nn.Module):
         else:
             after = [f"model.aggregator.{part}_blocks.{i}." for part in ("frame", "global") for i in range(k, self.arch.aggregator.depth)]
             tokens = ("model.aggregator.camera_token", "model.aggregator.register_token")
-        after += ["model.camera_head.", "model.depth_head.", "model.point_head."]
+        after += [f"model.{head}." for head in self.trained_heads]
         modules = tuple(
             name for name, module in self.named_modules()
             if isinstance(module, (nn.Linear, nn.Conv2d)) and any(name.startswith(prefix) for prefix in after)
@@ -255,7 +258,7 @@ class VGGTDecoder(nn.Module):
             patches, special, k = dino.patch_tokens(x).view(b, s, h * w, dim), None, 0
         outputs = self.model.run_aggregator(self.model.with_special_tokens(patches, special), (h, w), k)
         image_size = (h * self.patch_size, w * self.patch_size)
-        return self._decoded(self.model.heads(outputs, image_size), image_size)
+        return self._decoded(self._heads(outputs, image_size, aux or {}), image_size)
 
     def distill_loss(self, student: Decoded3D, teacher: Decoded3D) -> dict[str, Tensor]:
         """Weighted L1 per head (VIST3A weights): pose x5, confidences x5e-3, multi-scale gradients of depth and
@@ -263,12 +266,12 @@ class VGGTDecoder(nn.Module):
         s, t = student.heads, teacher.heads
         terms: dict[str, Tensor] = {}
         if "pose_enc_list" in s and "pose_enc_list" in t:
-            terms["pose"] = POSE_WEIGHT * _l1(s["pose_enc_list"], t["pose_enc_list"])
+            terms["pose"] = POSE_WEIGHT * l1(s["pose_enc_list"], t["pose_enc_list"])
         for key in ("depth", "world_points"):
             if key in s and key in t:
-                terms[key] = DEFAULT_WEIGHT * _l1(s[key], t[key])
-                terms[f"{key}_grad"] = GRADIENT_WEIGHT * _gradient_l1(s[key], t[key])
-                terms[f"{key}_conf"] = CONFIDENCE_WEIGHT * _l1(s[f"{key}_conf"], t[f"{key}_conf"])
+                terms[key] = DEFAULT_WEIGHT * l1(s[key], t[key])
+                terms[f"{key}_grad"] = GRADIENT_WEIGHT * gradient_l1(s[key], t[key])
+                terms[f"{key}_conf"] = CONFIDENCE_WEIGHT * l1(s[f"{key}_conf"], t[f"{key}_conf"])
         if not terms:
             raise InputError("distill_loss: student and teacher share no VGGT head outputs")
         return terms
@@ -283,10 +286,14 @@ class VGGTDecoder(nn.Module):
         reads = [i for head in self.arch.dpt_heads().values() for i in head.intermediate_layer_idx]
         return min(reads, default=self.arch.aggregator.depth - 1)
 
+    def _heads(self, outputs: list[Tensor | None], image_size: tuple[int, int], aux: Mapping[str, Tensor]) -> dict[str, Tensor]:
+        """The heads on the aggregator outputs in :meth:`forward_from` (``aux`` as given there)."""
+        return self.model.heads(outputs, image_size)
+
     def _parse_point(self, point: str) -> tuple[str, int]:
         known = {p.name for p in self.stitch_points((self.patch_size, self.patch_size))}
         if point not in known:
-            raise InputError(f"unknown stitch point {point!r} for vggt (known: enc_blocks_1..{self.arch.patch_embed.depth}"
+            raise InputError(f"unknown stitch point {point!r} for {self.name} (known: enc_blocks_1..{self.arch.patch_embed.depth}"
                              f"{', agg_blocks_*' if any(p.startswith('agg') for p in known) else ''})")  # fmt: skip
         kind, _, k = point.partition("_blocks_")
         return kind, int(k)
@@ -317,22 +324,6 @@ class VGGTDecoder(nn.Module):
         if points is not None:
             pointmaps = PointMaps(points, out.get("world_points_conf"), depth, out.get("depth_conf"))
         return Decoded3D(cameras=cameras, points=pointmaps, heads=out)
-
-
-def _l1(student: Tensor, teacher: Tensor) -> Tensor:
-    return (student - teacher.detach()).abs().mean()
-
-
-def _gradient_l1(student: Tensor, teacher: Tensor) -> Tensor:
-    """Mean over scales 1, 2, 4, 8 of the L1 between spatial finite differences of ``[B,S,H,W,C]`` maps."""
-    total = student.new_zeros(())
-    for scale in range(GRADIENT_SCALES):
-        step = 2**scale
-        a, b = student[:, :, ::step, ::step], teacher.detach()[:, :, ::step, ::step]
-        for axis in (2, 3):
-            if a.shape[axis] > 1:
-                total = total + _l1(a.diff(dim=axis), b.diff(dim=axis))
-    return total / GRADIENT_SCALES
 
 
 def build_decoder(cfg: VGGTConfig) -> Any:

@@ -179,11 +179,7 @@ class DPTHead(nn.Module):
         b, s = picked[0].shape[:2]
         height, width = image_size
         grid = (height // self.cfg.patch_size, width // self.cfg.patch_size)
-        features = []
-        for x, project, resize_layer in zip(picked, self.projects, self.resize_layers):
-            x = self.norm(x.flatten(0, 1)).transpose(1, 2).reshape(b * s, -1, *grid)
-            features.append(resize_layer(self._pos(project(x), width / height)))
-        out = self._fuse(features)
+        out = self._fused(picked, image_size)
         size = tuple(int(g * self.cfg.patch_size / self.cfg.down_ratio) for g in grid)
         out = self._pos(resize(out, size), width / height)
         if self.cfg.feature_only:
@@ -192,6 +188,18 @@ class DPTHead(nn.Module):
         values = activate(out[..., :-1], self.cfg.activation)
         conf = activate_confidence(out[..., -1], self.cfg.conf_activation)
         return values.view(b, s, *values.shape[1:]), conf.view(b, s, *conf.shape[1:])
+
+    def _fused(self, picked: list[Tensor], image_size: tuple[int, int]) -> Tensor:
+        """Patch tokens ``[B,S,P,2C]`` of the four read layers -> the fused map after ``output_conv1`` ``[B*S,F',h,w]``
+        at the resolution of the first (x4) stage."""
+        b, s = picked[0].shape[:2]
+        height, width = image_size
+        grid = (height // self.cfg.patch_size, width // self.cfg.patch_size)
+        features = []
+        for x, project, resize_layer in zip(picked, self.projects, self.resize_layers):
+            x = self.norm(x.flatten(0, 1)).transpose(1, 2).reshape(b * s, -1, *grid)
+            features.append(resize_layer(self._pos(project(x), width / height)))
+        return self._fuse(features)
 
     def _pos(self, x: Tensor, aspect: float) -> Tensor:
         if not self.cfg.pos_embed:

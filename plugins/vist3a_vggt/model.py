@@ -39,12 +39,16 @@ class VGGT(nn.Module):
             images = images[None]
         if query_points is not None and query_points.ndim == 2:
             query_points = query_points[None]
+        outputs = self.aggregate(images)
+        return {**self.heads(outputs, tuple(images.shape[-2:]), query_points), "images": images}
+
+    def aggregate(self, images: Tensor) -> list[Tensor | None]:
+        """Images ``[B,S,3,H,W]`` in [0,1] -> every aggregator layer's output ``[B,S,P,2C]``."""
         b, s, _, h, w = images.shape
         dino = self.aggregator.patch_embed
         patches = dino.patch_tokens(dino.run(self.aggregator.embed(images)))
         grid = (h // self.patch_size, w // self.patch_size)
-        outputs = self.run_aggregator(self.with_special_tokens(patches.view(b, s, -1, patches.shape[-1])), grid)
-        return {**self.heads(outputs, (h, w), query_points), "images": images}
+        return self.run_aggregator(self.with_special_tokens(patches.view(b, s, -1, patches.shape[-1])), grid)
 
     def with_special_tokens(self, patches: Tensor, special: Tensor | None = None) -> Tensor:
         """Patch tokens ``[B,S,P,C]`` -> ``[B,S,1+R+P,C]`` with ``special`` ``[B,S,1+R,C]`` or the learned tokens."""
