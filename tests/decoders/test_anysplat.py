@@ -20,7 +20,6 @@ MANIFEST = REFERENCE / "manifests/anysplat.json"
 TOL = 1e-5
 COVARIANCE_RTOL = 1e-4
 
-pytestmark = pytest.mark.skipif(not TINY.is_dir(), reason=f"reference fixture not found at {TINY}")
 
 
 @pytest.fixture
