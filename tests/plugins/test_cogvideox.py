@@ -4,17 +4,16 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
+import diffusers
 import pytest
 import torch
+from vist3a_cogvideox import tiny_pipeline
+from vist3a_cogvideox.generator import CogVideoXGenerator
 
 from vist3a.errors import InputError
 from vist3a.generators.options import DiffusersVideoConfig
 
 from . import generator_checks as checks
-
-diffusers = pytest.importorskip("diffusers")
-from vist3a_cogvideox import tiny_pipeline  # noqa: E402
-from vist3a_cogvideox.generator import CogVideoXGenerator  # noqa: E402
 
 V15_REQUEST = {**checks.REQUEST, "num_frames": 9}  # 3 latent frames, padded to 4 for patch_size_t=2
 

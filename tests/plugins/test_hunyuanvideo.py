@@ -5,14 +5,13 @@ from __future__ import annotations
 import inspect
 from types import SimpleNamespace
 
+import diffusers
 import pytest
 import torch
+from vist3a_hunyuanvideo import HunyuanVideoConfig, tiny_pipeline
+from vist3a_hunyuanvideo.generator import HunyuanVideoGenerator
 
 from . import generator_checks as checks
-
-diffusers = pytest.importorskip("diffusers")
-from vist3a_hunyuanvideo import HunyuanVideoConfig, tiny_pipeline  # noqa: E402
-from vist3a_hunyuanvideo.generator import HunyuanVideoGenerator  # noqa: E402
 
 OPTIONS = {"max_sequence_length": 16}
 

@@ -5,16 +5,15 @@ from __future__ import annotations
 import inspect
 from types import SimpleNamespace
 
+import diffusers
 import pytest
 import torch
+from vist3a_wan import tiny_pipeline
+from vist3a_wan.generator import WanGenerator
 
 from vist3a.generators.options import DiffusersVideoConfig
 
 from . import generator_checks as checks
-
-diffusers = pytest.importorskip("diffusers")
-from vist3a_wan import tiny_pipeline  # noqa: E402
-from vist3a_wan.generator import WanGenerator  # noqa: E402
 
 OPTIONS = {"max_sequence_length": 16}
 
