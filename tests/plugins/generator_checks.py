@@ -79,7 +79,7 @@ def check_checkpointed_decode(gen, frames: int = 9, size: int = 32) -> None:
     for enabled in (False, True):
         gen.set_decode_checkpointing(enabled)
         z = z0.clone().requires_grad_(True)
-        out, n = saved_bytes(lambda: gen.decode(z))
+        out, n = saved_bytes(lambda z=z: gen.decode(z))
         out.square().mean().backward()
         grads.append(z.grad)
         saved.append(n)
