@@ -15,6 +15,7 @@ import json
 import platform
 import resource
 import time
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -75,7 +76,7 @@ def run(name: str, arch: VGGTArchitecture, frames: int, size: tuple[int, int], a
 
     with torch.inference_mode():
         base_t, base_m = measure(lambda: dino.patch_embed.run(dino.embed(images)), args.device, args.repeats)
-        full_t, full_m = measure(lambda: decoder.reconstruct(images), args.device, args.repeats)
+        full_t, full_m = measure(partial(decoder.reconstruct, images), args.device, args.repeats)
     params = sum(p.numel() for p in model.parameters()) / 1e6
     del decoder, model
     if args.device == "cuda":

@@ -44,7 +44,7 @@ def _run_case(case: str, args: argparse.Namespace, queue: mp.Queue) -> None:
                 vae.encode(frames).latent_dist.mode()
         elif case == "decode":
             with torch.no_grad():
-                vae.decode(latents).sample
+                vae.decode(latents, return_dict=False)
         else:
             z = latents.clone().requires_grad_(True)
             decode = WanGenerator._decode_checkpointed if "checkpointed" in case else lambda _, x: vae.decode(x).sample
