@@ -5,14 +5,13 @@ from __future__ import annotations
 import io
 import logging
 import os
-import tempfile
 from pathlib import Path
 
 import torch
 from torch import Tensor
 
 from vist3a.errors import InputError
-from vist3a.io.atomic import atomic_write_bytes
+from vist3a.io.atomic import atomic_write_bytes, temporary_file
 
 logger = logging.getLogger("vist3a")
 
@@ -67,7 +66,7 @@ def _write_mp4(path: Path, images, fps: int) -> Path:
     import av
 
     images = images[:, : images.shape[1] // 2 * 2, : images.shape[2] // 2 * 2]  # yuv420p needs even sizes
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix)
+    fd, tmp = temporary_file(path)
     os.close(fd)
     try:
         with av.open(tmp, mode="w") as container:

@@ -1,0 +1,93 @@
+"""``vist3a generate "PROMPT" --pair DIR``: text -> video -> 3D Gaussians, point maps, depth, cameras, renders."""
+
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from vist3a.commands.options import DeviceOpt, PairDirOpt, err, out
+from vist3a.config import DType
+from vist3a.errors import InputError
+from vist3a.pipeline import Vist3aPipeline, export
+from vist3a.stitch.workspace import parse_size
+
+
+def generate(
+    prompt: Annotated[str | None, typer.Argument(help="What to generate.", show_default=False)] = None,
+    pair: PairDirOpt = Path("."),
+    prompts: Annotated[Path | None, typer.Option(help="A text file with one prompt per line.")] = None,
+    out_dir: Annotated[Path | None, typer.Option("--out", help="New output folder (default: a new one under outputs/).")] = None,
+    frames: Annotated[int | None, typer.Option(min=1, help="Video frames (default: the pairing's).")] = None,
+    resolution: Annotated[str | None, typer.Option(help="Video size N or HxW (default: the pairing's).")] = None,
+    steps: Annotated[int, typer.Option(min=1)] = 50,
+    guidance: Annotated[float, typer.Option(min=0.0)] = 5.0,
+    seed: int = 0,
+    negative_prompt: str = "",
+    template: Annotated[str, typer.Option(help="orbit (the paper's), none, or a text with {prompt}.")] = "orbit",
+    render_frames: Annotated[int, typer.Option(min=1, help="Frames of the orbit render.")] = 60,
+    dtype: Annotated[str, typer.Option(help="float32, float16 or bfloat16.")] = "float32",
+    device: DeviceOpt = "cpu",
+    cpu_offload: Annotated[bool, typer.Option(help="Keep the generator's models on the CPU between uses.")] = False,
+    lora: Annotated[str | None, typer.Option(help="A PEFT adapter for the denoiser (e.g. from vist3a align).")] = None,
+) -> None:
+    """Generate 3D scenes from text with a stitched pairing; each prompt gets a new folder of outputs."""
+    texts = _prompts(prompt, prompts)
+    if dtype not in DType.__args__:  # type: ignore[attr-defined]
+        raise InputError(f"--dtype must be one of {', '.join(DType.__args__)}, got {dtype!r}")  # type: ignore[attr-defined]
+    root = out_dir or _new_folder(Path("outputs"), texts[0])
+    if root.exists():
+        raise InputError(f"{root} already exists; generate never overwrites a folder")
+    extra = {"cpu_offload": True} if cpu_offload else {}
+    pipeline = Vist3aPipeline.from_workspace(pair, device=device, dtype=dtype, **extra)
+    if lora:
+        _load_lora(pipeline, lora)
+    options = pipeline.options(frames=frames, resolution=parse_size(resolution) if resolution else None, steps=steps,
+                               guidance=guidance, seed=seed, negative_prompt=negative_prompt, template=template)  # fmt: skip
+    run = {"pair": str(pair), "options": options.model_dump(mode="json"), "device": device, "dtype": dtype, "lora": lora,
+           "generator": pipeline.workspace.generator.model_dump(), "stitched": str(pair / "stitched")}  # fmt: skip
+    for i, text in enumerate(texts):
+        folder = root if len(texts) == 1 else root / f"{i:03d}-{_slug(text)}"
+        stage = lambda name: err.print(f"[dim]{name}...[/dim]")  # noqa: E731
+        generation = pipeline(text, options, stage)
+        files = export(generation, folder, run, render_frames=render_frames, stage=stage)
+        out.print(f"{text!r} -> {folder}: {', '.join(files.values())}")
+
+
+def _prompts(prompt: str | None, path: Path | None) -> list[str]:
+    if (prompt is None) == (path is None):
+        raise InputError("give either a PROMPT or --prompts FILE")
+    if path is None:
+        return [prompt]  # type: ignore[list-item]
+    try:
+        lines = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()]
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"{path}: cannot read the prompt file: {exc}") from None
+    texts = [line for line in lines if line and not line.startswith("#")]
+    if not texts:
+        raise InputError(f"{path}: no prompts (one per line; # starts a comment)")
+    return texts
+
+
+def _load_lora(pipeline: Vist3aPipeline, path: str) -> None:
+    load = getattr(pipeline.generator, "load_lora", None)
+    if load is None:
+        raise InputError(f"{pipeline.generator.name} cannot load a LoRA adapter")
+    load(path)
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:48] or "prompt"
+
+
+def _new_folder(parent: Path, text: str) -> Path:
+    """``parent/<time>-<slug>``, numbered if that exists already."""
+    base = parent / f"{time.strftime('%Y%m%d-%H%M%S')}-{_slug(text)}"
+    folder, n = base, 1
+    while folder.exists():
+        n += 1
+        folder = base.with_name(f"{base.name}-{n}")
+    return folder

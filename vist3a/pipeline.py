@@ -1,0 +1,180 @@
+"""Text -> video latents -> stitched decoder -> 3D, for any stitched pairing (``Vist3aPipeline``)."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from vist3a import __version__
+from vist3a.config import StrictModel
+from vist3a.errors import InputError
+from vist3a.io.atomic import atomic_write_text
+from vist3a.io.clips import resize_frames
+from vist3a.io.export import depth_to_npz, pointmaps_to_ply, write_cameras_json, write_gaussians_ply
+from vist3a.io.video import write_video
+from vist3a.protocols import Generator
+from vist3a.render import render
+from vist3a.render.paths import orbit_cameras
+from vist3a.scene import Cameras, Decoded3D, Gaussians, PointMaps
+from vist3a.stitch.stitched import StitchedDecoder
+from vist3a.stitch.workspace import PairWorkspace
+
+ORBIT_TEMPLATE = (
+    "The camera rotates around the scene, maintaining constant distance: {prompt}. "
+    "The orbiting trajectory captures 3D structure and consistency."
+)
+TEMPLATES = {"orbit": ORBIT_TEMPLATE, "none": "{prompt}"}
+"""Named prompt templates; the paper's orbit template is the default for 3D."""
+Progress = Callable[[str], None]
+
+
+class GenerateOptions(StrictModel):
+    """Sampling options of one generation (recorded in run.json)."""
+
+    negative_prompt: str = ""
+    template: str = "orbit"
+    """A name in TEMPLATES or a text with ``{prompt}``."""
+    frames: int
+    resolution: tuple[int, int]
+    steps: int = 50
+    guidance: float = 5.0
+    seed: int = 0
+
+
+@dataclass
+class Generation:
+    """One prompt's results: RAW latents ``[1,C,T',h,w]``, the decoded video ``[1,3,T,H,W]`` in [-1,1] and the 3D."""
+
+    prompt: str
+    text: str
+    latents: Tensor
+    frames: Tensor
+    decoded: Decoded3D
+
+
+def apply_template(template: str, prompt: str) -> str:
+    """The prompt wrapped in a named template or in a ``{prompt}`` text."""
+    text = TEMPLATES.get(template, template)
+    if "{prompt}" not in text:
+        raise InputError(f"template {template!r} is neither one of {', '.join(TEMPLATES)} nor a text with {{prompt}}")
+    return text.replace("{prompt}", prompt.strip().rstrip("."))
+
+
+class Vist3aPipeline:
+    """A generator and a stitched decoder: ``pipeline(prompt, options) -> Generation``."""
+
+    def __init__(self, generator: Generator, stitched: StitchedDecoder, workspace: PairWorkspace) -> None:
+        self.generator, self.stitched, self.workspace = generator, stitched, workspace
+
+    @classmethod
+    def from_workspace(cls, directory: str | Path, *, device: str = "cpu", dtype: str = "float32",
+                       **generator_options: Any) -> Vist3aPipeline:  # fmt: skip
+        """The pairing workspace's generator and its ``stitched/`` decoder (from ``vist3a stitch``)."""
+        import vist3a
+
+        directory = Path(directory)
+        workspace = PairWorkspace.load(directory)
+        if not (directory / "stitched").is_dir():
+            raise InputError(f"{directory / 'stitched'}: no stitched decoder; run `vist3a stitch --pair {directory}` first")
+        ref = workspace.generator
+        generator = vist3a.load_generator(ref.id, ref.checkpoint, device=device, dtype=dtype, **generator_options)
+        stitched = StitchedDecoder.from_pretrained(directory / "stitched", device=device)
+        return cls(generator, stitched, workspace)
+
+    def options(self, **values: Any) -> GenerateOptions:
+        """Options with the workspace's frame count and resolution as defaults."""
+        values = {k: v for k, v in values.items() if v is not None}
+        values.setdefault("frames", self.workspace.frames)
+        values.setdefault("resolution", self.workspace.generator_resolution)
+        return GenerateOptions(**values)
+
+    @torch.no_grad()
+    def __call__(self, prompt: str, options: GenerateOptions, stage: Progress | None = None) -> Generation:
+        stage = stage or (lambda name: None)
+        text = apply_template(options.template, prompt)
+        stage("sample")
+        seed = torch.Generator().manual_seed(options.seed)
+        latents = self.generator.sample(
+            [text], num_frames=options.frames, height=options.resolution[0], width=options.resolution[1],
+            steps=options.steps, guidance=options.guidance, negative_prompt=options.negative_prompt, generator=seed,
+        )  # fmt: skip
+        stage("decode video")
+        frames = self.generator.decode(latents).float().clamp(-1, 1)
+        stage("decode 3D")
+        decoder_frames = resize_frames(frames, self.stitched.config.decoder_resolution)
+        decoded = self.stitched(latents.to(next(self.stitched.parameters()).dtype), decoder_frames)
+        return Generation(prompt, text, latents, frames, decoded.detach())
+
+
+def export(generation: Generation, directory: Path, run: dict[str, Any], *, render_frames: int = 60,
+           fps: int = 12, stage: Progress | None = None) -> dict[str, str]:  # fmt: skip
+    """Write a generation into the new folder ``directory``; returns the files written by kind.
+
+    ``video.mp4`` (the generated video), ``scene.ply`` (3DGS, when the decoder predicts Gaussians), ``points.ply``,
+    ``depth.npz``, ``cameras.json`` (nerfstudio convention), ``orbit.mp4`` (a render of the scene, or of the point
+    cloud as small Gaussians) and ``run.json`` (prompt, options, files).
+    """
+    stage = stage or (lambda name: None)
+    if directory.exists():
+        raise InputError(f"{directory} already exists; generate never overwrites a folder")
+    directory.mkdir(parents=True)
+    decoded, files = generation.decoded.to("cpu", torch.float32), {}
+    files["video"] = write_video(directory / "video.mp4", generation.frames[0].transpose(0, 1), fps=fps)
+    colors = resize_frames(generation.frames, _size(decoded)).float().cpu()
+    colors = ((colors + 1) / 2).permute(0, 2, 3, 4, 1)  # [B,V,H,W,3] in [0,1]
+    if decoded.gaussians is not None:
+        files["scene"] = write_gaussians_ply(directory / "scene.ply", decoded.gaussians)
+    if decoded.points is not None:
+        files["points"] = pointmaps_to_ply(directory / "points.ply", decoded, colors)
+        if decoded.points.depth is not None:
+            files["depth"] = depth_to_npz(directory / "depth.npz", decoded)
+    if decoded.cameras is not None:
+        files["cameras"] = write_cameras_json(directory / "cameras.json", decoded.cameras)
+    stage("render orbit")
+    scene = decoded.gaussians if decoded.gaussians is not None else points_as_gaussians(decoded.points, colors)
+    if scene is not None:
+        files["orbit"] = write_video(directory / "orbit.mp4", render_orbit(scene, render_frames, _size(decoded)), fps=fps)
+    names = {kind: Path(path).name for kind, path in files.items()}
+    record = {**run, "prompt": generation.prompt, "text": generation.text, "files": names,
+              "vist3a_version": __version__, "finished": time.strftime("%Y-%m-%dT%H:%M:%S")}  # fmt: skip
+    atomic_write_text(directory / "run.json", json.dumps(record, indent=2, default=str) + "\n")
+    return {**names, "run": "run.json"}
+
+
+def render_orbit(scene: Gaussians, frames: int, size: tuple[int, int]) -> Tensor:
+    """``frames`` orbit views of the first scene as ``[frames,3,H,W]`` in [-1,1]."""
+    cameras = orbit_cameras(scene, frames, size)
+    views = []
+    for v in range(frames):
+        view = Cameras(cameras.extrinsics[:, v : v + 1], cameras.intrinsics[:, v : v + 1], size)
+        views.append(render(scene, view, mode="RGB").frames()[0, :, 0])
+    return torch.stack(views)
+
+
+def points_as_gaussians(points: PointMaps | None, colors: Tensor, scale: float = 0.004) -> Gaussians | None:
+    """Point maps ``[B,V,H,W,3]`` as small isotropic Gaussians coloured ``[B,V,H,W,3]`` in [0,1] (for rendering)."""
+    if points is None:
+        return None
+    xyz = points.points.reshape(points.points.shape[0], -1, 3)
+    keep = torch.isfinite(xyz).all(-1)[0]
+    xyz, rgb = xyz[:, keep], colors.reshape(colors.shape[0], -1, 3)[:, keep]
+    spread = (xyz - xyz.mean(1, keepdim=True)).norm(dim=-1).median()
+    n = xyz.shape[1]
+    sh = ((rgb - 0.5) / 0.28209479177387814)[:, :, None]  # degree-0 SH giving ``rgb``
+    return Gaussians(xyz, torch.full((1, n, 3), float(spread) * scale), torch.tensor([1.0, 0, 0, 0]).expand(1, n, 4),
+                     torch.full((1, n), 0.9), sh)  # fmt: skip
+
+
+def _size(decoded: Decoded3D) -> tuple[int, int]:
+    if decoded.cameras is not None:
+        return decoded.cameras.image_size
+    if decoded.points is not None:
+        return tuple(decoded.points.points.shape[2:4])  # type: ignore[return-value]
+    raise InputError("the stitched decoder returned neither cameras nor point maps")
