@@ -58,6 +58,10 @@ class PairingEntry(StrictModel):
     """(H, W) of the decoder's input."""
     frames: int = Field(gt=0)
     stitched_checkpoint: str | None = None
+    """A stitched-decoder folder in our format (StitchedDecoder.save_pretrained); convert the official VIST3A
+    ``anysplat_stitched.pth`` with ``vist3a anysplat-import-release``."""
+    generator_lora: str | None = None
+    """A PEFT adapter for the generator's denoiser: a folder, a hub id or ``repo:subfolder``."""
 
     @model_validator(mode="after")
     def _default_is_a_candidate(self) -> PairingEntry:

@@ -86,7 +86,7 @@ class Cameras(_TensorGroup):
     @property
     def camera_to_world(self) -> Tensor:
         """``[B,V,4,4]`` inverse of the extrinsics."""
-        return torch.linalg.inv(self.extrinsics)
+        return torch.linalg.inv(self.extrinsics.float()).to(self.extrinsics.dtype)  # no half-precision inverse
 
     @property
     def centers(self) -> Tensor:

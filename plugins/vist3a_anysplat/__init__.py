@@ -48,3 +48,10 @@ def register_decoders(register: Any) -> None:
             licence=LICENCE,
         )
     )
+
+
+@hookimpl
+def register_commands(app: Any) -> None:
+    from vist3a_anysplat.commands import import_release
+
+    app.command(name="anysplat-import-release")(import_release)

@@ -170,7 +170,7 @@ class AnySplatDecoder(VGGTDecoder):
         per_pixel = adapt(points.flatten(1, 3), raw[..., :-1].flatten(1, 3), sh_degree, exponent)
         heads = {
             **out, "world_points": points, "anchor_features": raw[..., :-1], "gaussian_conf": raw[..., -1],
-            "extrinsic": torch.linalg.inv(world_to_camera),
+            "extrinsic": torch.linalg.inv(world_to_camera.float()).to(world_to_camera.dtype),  # no bf16 inverse
             "intrinsic": intrinsics / intrinsics.new_tensor([width, height, 1.0])[:, None],
             **{f"gaussians.{k}": v for k, v in per_pixel.items()},
         }  # fmt: skip

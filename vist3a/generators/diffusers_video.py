@@ -303,6 +303,45 @@ class DiffusersVideoGenerator:
         """The denoiser (transformer) that LoRA attaches to."""
         return self.pipe.transformer
 
+    def load_lora(self, source: str) -> None:
+        """Attach a PEFT adapter folder (``adapter_config.json`` + ``adapter_model.safetensors``) to the denoiser,
+        unmerged: a local folder, a hub id or ``repo:subfolder`` (e.g. ``HJGO/VIST3A:vist3a_1.3b_lora_ema``)."""
+        from peft import LoraConfig, inject_adapter_in_model, set_peft_model_state_dict
+        from safetensors.torch import load_file
+
+        folder = self._lora_folder(source)
+        try:
+            config = LoraConfig.from_pretrained(str(folder))
+            state = load_file(str(folder / "adapter_model.safetensors"))
+        except Exception as exc:
+            raise CheckpointError(f"{source}: not a PEFT LoRA adapter folder: {_first_line(exc)}") from None
+        state = {k.removeprefix("base_model.model."): v for k, v in state.items()}
+        denoiser = self.trainable()
+        try:
+            inject_adapter_in_model(config, denoiser)
+        except ValueError as exc:
+            raise CheckpointError(f"{source}: the adapter does not fit {self.name}'s denoiser: {_first_line(exc)}") from None
+        unexpected = set_peft_model_state_dict(denoiser, state).unexpected_keys
+        if unexpected:
+            raise CheckpointError(f"{source}: {len(unexpected)} adapter weights match no layer, e.g. {unexpected[0]}")
+
+    def _lora_folder(self, source: str) -> Path:
+        """The local folder of ``source`` (folder, hub id or ``repo:subfolder``; hub files from the cache when offline)."""
+        repo, _, sub = source.partition(":")
+        if Path(source).expanduser().is_dir() or not is_hub_id(repo):
+            folder = Path(source).expanduser()
+            if not folder.is_dir():
+                raise CheckpointError(f"{source}: no such LoRA folder")
+            return folder
+        if self.config.local_files_only or _hub_offline():
+            return cached_snapshot(repo) / sub
+        from huggingface_hub import snapshot_download
+
+        try:
+            return Path(snapshot_download(repo, allow_patterns=[f"{sub}/*"] if sub else None)) / sub
+        except Exception as exc:
+            raise CheckpointError(f"{source}: cannot download the LoRA adapter: {_first_line(exc)}") from None
+
     # ---- prompts ------------------------------------------------------------------------------------------
 
     @property

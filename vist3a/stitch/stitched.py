@@ -48,6 +48,9 @@ class StitchedConfig(StrictModel):
     stitch_point: str
     adapter: AdapterConfig
     lora: LoraSettings | None = LoraSettings()
+    trained_parameters: list[str] = []
+    """Further decoder parameters (names before LoRA wrapping) stored and trained in full, besides the decoder's
+    special tokens; e.g. the merged weights of an imported release."""
     decoder_resolution: tuple[int, int]
     """(H, W) of the frames the decoder's heads see (and of decoded RGB when it needs it)."""
     latents: Literal["raw"] = "raw"
@@ -67,7 +70,6 @@ class StitchedDecoder(nn.Module):
         self.config, self.decoder = config, decoder
         self.adapter = StitchAdapter(config.adapter)
         targets = decoder.stitch_targets(config.stitch_point)
-        self.full_parameters = list(targets.parameters)
         if config.lora is not None:
             names = _lora_layers(decoder, targets.lora_modules)
             lora = LoraConfig(
@@ -75,6 +77,8 @@ class StitchedDecoder(nn.Module):
                 target_modules="^(" + "|".join(map(re.escape, names)) + ")$",
             )  # fmt: skip
             inject_adapter_in_model(lora, decoder)
+        named = dict(decoder.named_parameters())
+        self.full_parameters = [_wrapped_name(n, named) for n in (*targets.parameters, *config.trained_parameters)]
         for name, parameter in decoder.named_parameters():
             parameter.requires_grad_("lora_" in name or name in self.full_parameters)
 
@@ -134,6 +138,17 @@ class StitchedDecoder(nn.Module):
             if getattr(result, "unexpected_keys", None):
                 raise CheckpointError(f"{directory / LORA_DIR}: unexpected LoRA keys {result.unexpected_keys[:5]}")
         return stitched.to(device=device).eval()
+
+
+def _wrapped_name(name: str, named: dict[str, nn.Parameter]) -> str:
+    """A parameter's name after LoRA wrapping (a wrapped layer keeps its own weights under ``base_layer``)."""
+    if name in named:
+        return name
+    head, _, leaf = name.rpartition(".")
+    wrapped = f"{head}.base_layer.{leaf}"
+    if wrapped not in named:
+        raise ValueError(f"the decoder has no parameter {name!r}")
+    return wrapped
 
 
 def _lora_layers(decoder: nn.Module, prefixes: tuple[str, ...]) -> list[str]:
