@@ -178,7 +178,8 @@ class Decoder3D(Protocol):
     """A feed-forward 3D reconstruction model that can be cut at its stitch points.
 
     Optional: ``set_gradient_checkpointing(enabled: bool)`` recomputes blocks in the backward pass (used by
-    ``vist3a stitch --gradient-checkpointing``).
+    ``vist3a stitch --gradient-checkpointing``); ``position_embedding(point, grid) -> [C,h,w]`` gives the input
+    position embedding that a stitched decoder may add to the adapter's tokens (the official VIST3A AnySplat does).
     """
 
     name: str

@@ -12,7 +12,8 @@ Linear and 1x1-conv LoRA map exactly onto PEFT (``lora_A.default.weight`` / ``lo
 ``alpha / r`` scaling). A k x k conv delta has rank up to ``r*k*k``, more than a rank-r PEFT conv holds, so it is
 merged into the conv's weight; those weights and the trained biases are stored in full with the stitched decoder
 (``StitchedConfig.trained_parameters``) and the PEFT LoRA of those convs is zero. The base AnySplat is referenced,
-not copied. ``mask_token`` is checked and dropped: neither forward uses it.
+not copied. ``mask_token`` is checked and dropped: neither forward uses it. The official forward adds DINO's patch
+position embedding to the stitch conv's tokens, so the converted decoder sets ``add_position_embedding``.
 """
 
 from __future__ import annotations
@@ -81,7 +82,7 @@ def convert_official_stitched(pth: str | Path, anysplat_checkpoint: str, out_dir
         decoder="anysplat", decoder_checkpoint=_checkpoint_reference(anysplat_checkpoint), stitch_point=stitch_point,
         adapter=AdapterConfig(spec=spec, in_channels=state["stitching_layer"]["weight"].shape[1],
                               temporal_factor=temporal_factor),
-        lora=lora, trained_parameters=merged, decoder_resolution=decoder_resolution,
+        lora=lora, trained_parameters=merged, add_position_embedding=True, decoder_resolution=decoder_resolution,
     )  # fmt: skip
     stitched = StitchedDecoder(config, decoder)
     _load_trained(stitched, state, peft_state, pth)

@@ -180,6 +180,14 @@ class VGGTDecoder(nn.Module):
         present = {name for name, _ in self.named_parameters()}
         return StitchTargets(modules, tuple(t for t in tokens if t in present))
 
+    def position_embedding(self, point: str, grid: tuple[int, int]) -> Tensor:
+        """DINO's patch position embedding ``[C,h,w]`` for a ``grid`` of tokens, for cuts inside the encoder."""
+        kind, _ = self._parse_point(point)
+        if kind != "enc":
+            raise InputError(f"{point}: only cuts inside the DINO encoder (enc_blocks_*) have an input position embedding")
+        table = self.model.aggregator.patch_embed.patch_pos_embed(*grid)[0]  # [h*w, C]
+        return table.T.reshape(-1, *grid)
+
     def set_gradient_checkpointing(self, enabled: bool) -> None:
         """Recompute each DINO and aggregator block in the backward pass instead of storing its activations."""
         agg = self.model.aggregator

@@ -61,7 +61,8 @@ def convert(release, state: dict, tmp_path: Path, point: str = "enc_blocks_1") -
 
 def reference(state: dict, point: str, latents: torch.Tensor, frames: torch.Tensor):
     """The official model by hand: loralib deltas merged into a copy of the base weights (W + B@A * alpha/r), the
-    trained biases, tokens and stitch conv, then the plain (PEFT-free) forward from the stitch point."""
+    trained biases, tokens and stitch conv, DINO's patch position embedding added to the conv's tokens, then the
+    plain (PEFT-free) forward from the stitch point."""
     decoder = vist3a.load_decoder("anysplat", str(TINY))
     cut, scaling, lora = int(point.rpartition("_")[2]), LORA.alpha / LORA.rank, state["lora"]
     modules = dict(decoder.named_modules())
@@ -79,7 +80,9 @@ def reference(state: dict, point: str, latents: torch.Tensor, frames: torch.Tens
         adapter = StitchAdapter(AdapterConfig(spec=SPEC, in_channels=4, temporal_factor=4))
         adapter.conv.weight.copy_(state["stitching_layer"]["weight"])
         adapter.conv.bias.copy_(state["stitching_layer"]["bias"])
-        return decoder.eval().forward_from(point, adapter(latents), {"frames": decoder.preprocess(frames)})
+        tokens = adapter(latents)
+        tokens = tokens + dino.patch_pos_embed(*tokens.shape[-2:])[0].T.reshape(-1, 1, *tokens.shape[-2:])  # official
+        return decoder.eval().forward_from(point, tokens, {"frames": decoder.preprocess(frames)})
 
 
 @pytest.mark.parametrize("point", ["enc_blocks_1", "enc_blocks_2"])

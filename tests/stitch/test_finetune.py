@@ -116,3 +116,10 @@ def test_load_through_the_registry_and_bad_folders(clips, tmp_path, plugins):
         StitchedDecoder.from_pretrained(path)
     with pytest.raises(CheckpointError, match="no such file"):
         StitchedDecoder.from_pretrained(tmp_path / "nowhere")
+
+
+def test_position_embedding_needs_decoder_support():
+    _, _, stitched = _models()
+    config = stitched.config.model_copy(update={"add_position_embedding": True})
+    with pytest.raises(InputError, match="fake-decoder has no input position embedding"):
+        StitchedDecoder(config, FakeDecoder())

@@ -20,7 +20,7 @@ from safetensors.torch import save_file
 from torch import Tensor, nn
 
 from vist3a.config import StrictModel, validate
-from vist3a.errors import CheckpointError
+from vist3a.errors import CheckpointError, InputError
 from vist3a.io.atomic import atomic_directory
 from vist3a.io.checkpoint import CONFIG_NAME, WEIGHTS_NAME, check_state_dict, load_state_dict, read_config
 from vist3a.protocols import Decoder3D
@@ -51,6 +51,9 @@ class StitchedConfig(StrictModel):
     trained_parameters: list[str] = []
     """Further decoder parameters (names before LoRA wrapping) stored and trained in full, besides the decoder's
     special tokens; e.g. the merged weights of an imported release."""
+    add_position_embedding: bool = False
+    """Add the decoder's input position embedding to the adapter's tokens (``Decoder3D.position_embedding``), as
+    the official VIST3A stitched AnySplat does."""
     decoder_resolution: tuple[int, int]
     """(H, W) of the frames the decoder's heads see (and of decoded RGB when it needs it)."""
     latents: Literal["raw"] = "raw"
@@ -68,6 +71,8 @@ class StitchedDecoder(nn.Module):
         if not isinstance(decoder, nn.Module):
             raise TypeError("the decoder must be a torch.nn.Module")
         self.config, self.decoder = config, decoder
+        if config.add_position_embedding and not hasattr(decoder, "position_embedding"):
+            raise InputError(f"{decoder.name} has no input position embedding to add at the stitch point")
         self.adapter = StitchAdapter(config.adapter)
         targets = decoder.stitch_targets(config.stitch_point)
         if config.lora is not None:
@@ -88,7 +93,11 @@ class StitchedDecoder(nn.Module):
             if frames is None:
                 raise ValueError(f"{self.decoder.name} reads RGB frames after the stitch point: pass frames")
             aux = {"frames": self.decoder.preprocess(frames)}
-        return self.decoder.forward_from(self.config.stitch_point, self.adapter(latents), aux)
+        tokens = self.adapter(latents)
+        if self.config.add_position_embedding:
+            grid = (tokens.shape[-2], tokens.shape[-1])
+            tokens = tokens + self.decoder.position_embedding(self.config.stitch_point, grid)[:, None].to(tokens.dtype)
+        return self.decoder.forward_from(self.config.stitch_point, tokens, aux)
 
     def trainable_parameters(self) -> Iterator[nn.Parameter]:
         return (p for p in self.parameters() if p.requires_grad)
