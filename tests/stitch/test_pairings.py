@@ -6,11 +6,14 @@ import yaml
 import vist3a
 from vist3a.cli import main
 from vist3a.errors import CheckpointError
+from vist3a.plugins import get_plugins
+from vist3a.registry import Registry
+from vist3a.stitch.spec import StitchSpec
 
 
 @pytest.fixture(autouse=True)
 def real_plugins(entry_point_plugins):
-    entry_point_plugins("vist3a_wan", "vist3a_cogvideox", "vist3a_hunyuanvideo", "vist3a_vggt")
+    entry_point_plugins("vist3a_wan", "vist3a_cogvideox", "vist3a_hunyuanvideo", "vist3a_vggt", "vist3a_anysplat")
 
 
 def test_pair_wan_vggt_with_registry_ids_offline(tmp_path, capsys):
@@ -50,3 +53,21 @@ def test_meta_generators_describe_without_running():
     assert described.latent.spatial_factor == 16
     with pytest.raises(CheckpointError, match="describing someone/other-wan on the meta device needs its VAE config"):
         vist3a.load_generator("wan", "someone/other-wan", device="meta")
+
+
+@pytest.mark.parametrize("pairing", sorted(Registry.load().pairings))
+def test_every_registry_pairing_derives_its_adapters_offline(pairing, tmp_path, capsys):
+    registry = Registry.load()
+    entry = registry.pairings[pairing]
+    code = main(["pair", entry.generator, entry.decoder, "--out", str(tmp_path)])
+    status = registry.pairing_status(pairing, get_plugins())
+    if not status.installed:  # e.g. MV-DUSt3R before its plugin exists
+        assert code == 2 and "is not installed" in capsys.readouterr().err
+        return
+    assert code == 0, capsys.readouterr().err
+    workspace = yaml.safe_load((tmp_path / "pair.yaml").read_text())
+    assert workspace["pairing"] == pairing and workspace["default_stitch_point"] == entry.default_stitch_point
+    frames, factor = workspace["frames"], vist3a.load_generator(entry.generator, device="meta").latent.spatial_factor
+    latent = [n // factor for n in workspace["generator_resolution"]]
+    for point in workspace["stitch_points"]:
+        assert StitchSpec.parse(point["spec"]).output_size((frames, *latent)) == (frames, *point["grid"]), point["name"]
