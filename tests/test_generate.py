@@ -91,3 +91,33 @@ def test_missing_generator_checkpoint_offline(workspace, tmp_path, capsys, monke
     err = capsys.readouterr().err
     assert err.startswith("Error: Wan-AI/Wan2.1-T2V-1.3B-Diffusers: not in the local Hugging Face cache") and err.count("\n") == 1
     assert not (tmp_path / "x").exists()
+
+
+@pytest.mark.parametrize("workspace", ["vggt"], indirect=True)
+def test_generate_from_a_registry_pairing_with_a_lora(workspace, tiny_wan, tmp_path, monkeypatch, capsys):
+    """A user registry names the generator, its LoRA and the stitched decoder; --pair takes the pairing id."""
+    from tests.plugins.test_wan_lora import write_adapter
+
+    _, ws = workspace
+    write_adapter(vist3a_wan.tiny_pipeline(seed=0).transformer, tmp_path / "lora")
+    registry = {
+        "generators": {"tiny-wan": {"plugin": "vist3a_wan", "spec": "wan", "checkpoint": str(tiny_wan), "licence": "test"}},
+        "pairings": {
+            "tiny-wan+vggt": {"generator": "tiny-wan", "decoder": "vggt", "generator_resolution": [32, 48],
+                              "decoder_resolution": [28, 42], "frames": FRAMES, "stitched_checkpoint": str(ws / "stitched"),
+                              "generator_lora": str(tmp_path / "lora")},
+            "no-decoder-yet": {"generator": "tiny-wan", "decoder": "vggt", "generator_resolution": [32, 48],
+                               "decoder_resolution": [28, 42], "frames": FRAMES},
+        },
+    }  # fmt: skip
+    (tmp_path / "registry.yaml").write_text(yaml.safe_dump(registry))
+    monkeypatch.setenv("VIST3A_REGISTRY", str(tmp_path / "registry.yaml"))
+    argv = ["generate", "a cube", "--pair", "tiny-wan+vggt", "--steps", "1", "--render-frames", "1", "--out", str(tmp_path / "r")]
+    assert main(argv) == 0
+    run = json.loads((tmp_path / "r" / "run.json").read_text())
+    assert (run["pair"], run["generator_lora"], run["stitched"]) == ("tiny-wan+vggt", str(tmp_path / "lora"), str(ws / "stitched"))
+    assert main(["generate", "a cube", "--pair", "no-decoder-yet", "--out", str(tmp_path / "s")]) == 2
+    assert main(["generate", "a cube", "--pair", "nowhere", "--out", str(tmp_path / "t")]) == 2
+    err = capsys.readouterr().err
+    assert "pairing no-decoder-yet has no stitched decoder yet" in err
+    assert "--pair nowhere: neither a pairing workspace folder nor a registry pairing id" in err

@@ -20,6 +20,7 @@ from vist3a.io.clips import resize_frames
 from vist3a.io.export import depth_to_npz, pointmaps_to_ply, write_cameras_json, write_gaussians_ply
 from vist3a.io.video import write_video
 from vist3a.protocols import Generator
+from vist3a.registry import Registry
 from vist3a.render import render
 from vist3a.render.paths import orbit_cameras
 from vist3a.scene import Cameras, Decoded3D, Gaussians, PointMaps
@@ -33,6 +34,8 @@ ORBIT_TEMPLATE = (
 TEMPLATES = {"orbit": ORBIT_TEMPLATE, "none": "{prompt}"}
 """Named prompt templates; the paper's orbit template is the default for 3D."""
 Progress = Callable[[str], None]
+STAGES = ("sample", "decode video", "decode 3D", "render orbit")
+"""The stages a generation reports, in order."""
 
 
 class GenerateOptions(StrictModel):
@@ -68,10 +71,26 @@ def apply_template(template: str, prompt: str) -> str:
 
 
 class Vist3aPipeline:
-    """A generator and a stitched decoder: ``pipeline(prompt, options) -> Generation``."""
+    """A generator and a stitched decoder: ``pipeline(prompt, options) -> Generation``.
 
-    def __init__(self, generator: Generator, stitched: StitchedDecoder, workspace: PairWorkspace) -> None:
-        self.generator, self.stitched, self.workspace = generator, stitched, workspace
+    ``frames`` and ``resolution`` are the pairing's defaults; ``source`` describes where both came from (run.json).
+    """
+
+    def __init__(self, generator: Generator, stitched: StitchedDecoder, *, frames: int, resolution: tuple[int, int],
+                 source: dict[str, Any]) -> None:  # fmt: skip
+        self.generator, self.stitched = generator, stitched
+        self.frames, self.resolution, self.source = frames, resolution, source
+
+    @classmethod
+    def from_pair(cls, pair: str | Path, *, device: str = "cpu", dtype: str = "float32", registry: Registry | None = None,
+                  **generator_options: Any) -> Vist3aPipeline:  # fmt: skip
+        """A pairing workspace folder (``vist3a pair`` + ``vist3a stitch``) or a registry pairing id."""
+        if Path(pair).is_dir():
+            return cls.from_workspace(pair, device=device, dtype=dtype, **generator_options)
+        registry = registry or Registry.load()
+        if str(pair) not in registry.pairings:
+            raise InputError(f"--pair {pair}: neither a pairing workspace folder nor a registry pairing id")
+        return cls.from_registry(str(pair), registry, device=device, dtype=dtype, **generator_options)
 
     @classmethod
     def from_workspace(cls, directory: str | Path, *, device: str = "cpu", dtype: str = "float32",
@@ -81,18 +100,40 @@ class Vist3aPipeline:
 
         directory = Path(directory)
         workspace = PairWorkspace.load(directory)
-        if not (directory / "stitched").is_dir():
-            raise InputError(f"{directory / 'stitched'}: no stitched decoder; run `vist3a stitch --pair {directory}` first")
+        stitched_dir = directory / "stitched"
+        if not stitched_dir.is_dir():
+            raise InputError(f"{stitched_dir}: no stitched decoder; run `vist3a stitch --pair {directory}` first")
         ref = workspace.generator
         generator = vist3a.load_generator(ref.id, ref.checkpoint, device=device, dtype=dtype, **generator_options)
-        stitched = StitchedDecoder.from_pretrained(directory / "stitched", device=device)
-        return cls(generator, stitched, workspace)
+        stitched = StitchedDecoder.from_pretrained(stitched_dir, device=device)
+        source = {"pair": str(directory), "generator": ref.model_dump(), "stitched": str(stitched_dir)}
+        return cls(generator, stitched, frames=workspace.frames, resolution=workspace.generator_resolution, source=source)
+
+    @classmethod
+    def from_registry(cls, pairing: str, registry: Registry, *, device: str = "cpu", dtype: str = "float32",
+                      **generator_options: Any) -> Vist3aPipeline:  # fmt: skip
+        """A registry pairing: its generator (with its LoRA, if any) and its ``stitched_checkpoint`` folder."""
+        import vist3a
+
+        entry = registry.pairings[pairing]
+        if not entry.stitched_checkpoint:
+            raise InputError(
+                f"pairing {pairing} has no stitched decoder yet: build one with `vist3a pair`, `sweep-layers` and "
+                "`stitch`, or set its stitched_checkpoint (e.g. a converted official release) in a user registry"
+            )
+        generator = vist3a.load_generator(entry.generator, registry=registry, device=device, dtype=dtype, **generator_options)
+        if entry.generator_lora:
+            load_lora(generator, entry.generator_lora)
+        stitched = StitchedDecoder.from_pretrained(entry.stitched_checkpoint, device=device)
+        source = {"pair": pairing, "generator": entry.generator, "generator_lora": entry.generator_lora,
+                  "stitched": entry.stitched_checkpoint}  # fmt: skip
+        return cls(generator, stitched, frames=entry.frames, resolution=entry.generator_resolution, source=source)
 
     def options(self, **values: Any) -> GenerateOptions:
-        """Options with the workspace's frame count and resolution as defaults."""
+        """Options with the pairing's frame count and resolution as defaults."""
         values = {k: v for k, v in values.items() if v is not None}
-        values.setdefault("frames", self.workspace.frames)
-        values.setdefault("resolution", self.workspace.generator_resolution)
+        values.setdefault("frames", self.frames)
+        values.setdefault("resolution", self.resolution)
         return GenerateOptions(**values)
 
     @torch.no_grad()
@@ -146,6 +187,14 @@ def export(generation: Generation, directory: Path, run: dict[str, Any], *, rend
               "vist3a_version": __version__, "finished": time.strftime("%Y-%m-%dT%H:%M:%S")}  # fmt: skip
     atomic_write_text(directory / "run.json", json.dumps(record, indent=2, default=str) + "\n")
     return {**names, "run": "run.json"}
+
+
+def load_lora(generator: Generator, source: str) -> None:
+    """Attach a PEFT adapter (a folder, hub id or ``repo:subfolder``) to a generator that supports it."""
+    load = getattr(generator, "load_lora", None)
+    if load is None:
+        raise InputError(f"{generator.name} cannot load a LoRA adapter")
+    load(source)
 
 
 def render_orbit(scene: Gaussians, frames: int, size: tuple[int, int]) -> Tensor:

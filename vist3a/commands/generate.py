@@ -9,16 +9,16 @@ from typing import Annotated
 
 import typer
 
-from vist3a.commands.options import DeviceOpt, PairDirOpt, err, out
+from vist3a.commands.options import DeviceOpt, out, progress
 from vist3a.config import DType
 from vist3a.errors import InputError
-from vist3a.pipeline import Vist3aPipeline, export
+from vist3a.pipeline import STAGES, Vist3aPipeline, export, load_lora
 from vist3a.stitch.workspace import parse_size
 
 
 def generate(
     prompt: Annotated[str | None, typer.Argument(help="What to generate.", show_default=False)] = None,
-    pair: PairDirOpt = Path("."),
+    pair: Annotated[str, typer.Option(help="A pairing workspace folder (vist3a pair + stitch) or a registry pairing id.")] = ".",
     prompts: Annotated[Path | None, typer.Option(help="A text file with one prompt per line.")] = None,
     out_dir: Annotated[Path | None, typer.Option("--out", help="New output folder (default: a new one under outputs/).")] = None,
     frames: Annotated[int | None, typer.Option(min=1, help="Video frames (default: the pairing's).")] = None,
@@ -42,19 +42,25 @@ def generate(
     if root.exists():
         raise InputError(f"{root} already exists; generate never overwrites a folder")
     extra = {"cpu_offload": True} if cpu_offload else {}
-    pipeline = Vist3aPipeline.from_workspace(pair, device=device, dtype=dtype, **extra)
+    pipeline = Vist3aPipeline.from_pair(pair, device=device, dtype=dtype, **extra)
     if lora:
-        _load_lora(pipeline, lora)
+        load_lora(pipeline.generator, lora)
     options = pipeline.options(frames=frames, resolution=parse_size(resolution) if resolution else None, steps=steps,
                                guidance=guidance, seed=seed, negative_prompt=negative_prompt, template=template)  # fmt: skip
-    run = {"pair": str(pair), "options": options.model_dump(mode="json"), "device": device, "dtype": dtype, "lora": lora,
-           "generator": pipeline.workspace.generator.model_dump(), "stitched": str(pair / "stitched")}  # fmt: skip
-    for i, text in enumerate(texts):
-        folder = root if len(texts) == 1 else root / f"{i:03d}-{_slug(text)}"
-        stage = lambda name: err.print(f"[dim]{name}...[/dim]")  # noqa: E731
-        generation = pipeline(text, options, stage)
-        files = export(generation, folder, run, render_frames=render_frames, stage=stage)
-        out.print(f"{text!r} -> {folder}: {', '.join(files.values())}")
+    run = {**pipeline.source, "options": options.model_dump(mode="json"), "device": device, "dtype": dtype, "lora": lora}
+    with progress() as bar:
+        for i, text in enumerate(texts):
+            folder = root if len(texts) == 1 else root / f"{i:03d}-{_slug(text)}"
+            label = f"[{i + 1}/{len(texts)}]"
+            task = bar.add_task(label, total=len(STAGES))
+
+            def stage(name: str, task: int = task, label: str = label) -> None:
+                bar.update(task, completed=STAGES.index(name), description=f"{label} {name}")
+
+            generation = pipeline(text, options, stage)
+            files = export(generation, folder, run, render_frames=render_frames, stage=stage)
+            bar.update(task, completed=len(STAGES))
+            out.print(f"{text!r} -> {folder}: {', '.join(files.values())}")
 
 
 def _prompts(prompt: str | None, path: Path | None) -> list[str]:
@@ -70,13 +76,6 @@ def _prompts(prompt: str | None, path: Path | None) -> list[str]:
     if not texts:
         raise InputError(f"{path}: no prompts (one per line; # starts a comment)")
     return texts
-
-
-def _load_lora(pipeline: Vist3aPipeline, path: str) -> None:
-    load = getattr(pipeline.generator, "load_lora", None)
-    if load is None:
-        raise InputError(f"{pipeline.generator.name} cannot load a LoRA adapter")
-    load(path)
 
 
 def _slug(text: str) -> str:
