@@ -10,38 +10,28 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-import vist3a
+from tests.decoders.reference import REFERENCE, TOL, loader, max_error, tensors
 from vist3a.errors import CheckpointError, ConfigError, InputError, ShapeError
 from vist3a.protocols import Decoder3D, StitchPoint
 
-REFERENCE = Path(__file__).parents[2].parent / "shared/reference"
 TINY = REFERENCE / "anysplat-tiny-a"
 MANIFEST = REFERENCE / "manifests/anysplat.json"
-TOL = 1e-5
 COVARIANCE_RTOL = 1e-4
-
 
 
 @pytest.fixture
 def load(entry_point_plugins):
-    """``load(path, **config)`` through the installed entry point and the registry id, as users do."""
-    entry_point_plugins("vist3a_anysplat")
-    return lambda path, **config: vist3a.load_decoder("anysplat", str(path), **config)
+    return loader(entry_point_plugins, "anysplat")
 
 
 @pytest.fixture(scope="module")
 def reference() -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
-    return load_file(TINY / "inputs.safetensors"), load_file(TINY / "outputs.safetensors")
+    return tensors(TINY)
 
 
 @pytest.fixture
 def tiny(load):
     return load(TINY)
-
-
-def max_error(a: torch.Tensor, b: torch.Tensor) -> float:
-    assert a.shape == b.shape, (a.shape, b.shape)
-    return (a.double() - b.double()).abs().max().item()
 
 
 def _official(out: dict) -> dict[str, torch.Tensor]:

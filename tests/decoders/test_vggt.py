@@ -12,32 +12,23 @@ import torch
 from safetensors.torch import load_file, save_file
 
 import vist3a
+from tests.decoders.reference import REFERENCE, TOL, loader, max_error, tensors
 from vist3a.errors import CheckpointError, ConfigError, InputError, ShapeError
 from vist3a.io.export import depth_to_npz, pointmaps_to_ply, read_point_cloud
 from vist3a.protocols import Decoder3D, StitchPoint
 
-REFERENCE = Path(__file__).parents[2].parent / "shared/reference"
 TINY = REFERENCE / "vggt-tiny-a"
 MANIFEST = REFERENCE / "manifests/vggt-1b.json"
-TOL = 1e-5
-
 
 
 @pytest.fixture
 def load(entry_point_plugins):
-    """``load(path, **config)`` through the installed entry point and the registry id, as users do."""
-    entry_point_plugins("vist3a_vggt")
-    return lambda path, **config: vist3a.load_decoder("vggt", str(path), **config)
+    return loader(entry_point_plugins, "vggt")
 
 
 @pytest.fixture(scope="module")
 def reference() -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
-    return load_file(TINY / "inputs.safetensors"), load_file(TINY / "outputs.safetensors")
-
-
-def max_error(a: torch.Tensor, b: torch.Tensor) -> float:
-    assert a.shape == b.shape, (a.shape, b.shape)
-    return (a.double() - b.double()).abs().max().item()
+    return tensors(TINY)
 
 
 def test_every_reference_output_matches(load, reference):
