@@ -8,7 +8,8 @@ from dataclasses import asdict
 from pathlib import Path
 
 import torch
-from torch.utils.data import Subset
+from torch import Tensor
+from torch.utils.data import Dataset, Subset
 
 from vist3a import distributed
 from vist3a.errors import InputError
@@ -16,7 +17,7 @@ from vist3a.io.atomic import atomic_write_text
 from vist3a.io.checkpoint import load_state_dict, write_state
 from vist3a.io.clips import open_clips
 from vist3a.io.plots import plot_losses, plot_sweep
-from vist3a.protocols import StitchPoint
+from vist3a.protocols import Decoder3D, Generator
 from vist3a.stitch.adapter import AdapterConfig
 from vist3a.stitch.finetune import FinetuneConfig, FinetuneState, distillation_losses, finetune, make_teacher
 from vist3a.stitch.statistics import CRITERIA, LayerFit, choose
@@ -47,7 +48,7 @@ def sweep_layers(
     _, _, device = distributed.setup(device)
     generator, decoder = workspace.load_models(device)
     dataset = open_workspace_clips(workspace, data, clips)
-    points = [StitchPoint(p.name, p.grid, p.channels, p.prefix_tokens, p.index) for p in workspace.stitch_points]
+    points = [p.stitch_point() for p in workspace.stitch_points]
     setup = SweepSetup(points, {p.name: p.spec for p in workspace.stitch_points}, workspace.generator_resolution,
                        workspace.decoder_resolution, heldout, data=f"{data}#{len(dataset)}")  # fmt: skip
     sweep = run_sweep(generator, decoder, dataset, setup, state_path=directory / SWEEP_STATE, on_clip=on_clip)
@@ -126,7 +127,8 @@ def evaluate(directory: Path, data: str, clips: int, device: str = "cpu") -> dic
     return totals
 
 
-def _closed_form(directory, workspace, name, generator, decoder, dataset):
+def _closed_form(directory: Path, workspace: PairWorkspace, name: str, generator: Generator, decoder: Decoder3D,
+                 dataset: Dataset) -> tuple[Tensor, Tensor]:  # fmt: skip
     """The point's ridge fit from sweep-layers, or a one-point sweep over ``dataset`` when there is none."""
     fits_path = directory / SWEEP_FITS
     if fits_path.is_file():
@@ -134,7 +136,6 @@ def _closed_form(directory, workspace, name, generator, decoder, dataset):
         if f"{name}.weight" in saved:
             return saved[f"{name}.weight"], saved[f"{name}.bias"]
     entry = workspace.point(name)
-    point = StitchPoint(entry.name, entry.grid, entry.channels, entry.prefix_tokens, entry.index)
-    setup = SweepSetup([point], {name: entry.spec}, workspace.generator_resolution, workspace.decoder_resolution, 0.0)
+    setup = SweepSetup([entry.stitch_point()], {name: entry.spec}, workspace.generator_resolution, workspace.decoder_resolution, 0.0)
     fit = run_sweep(generator, decoder, dataset, setup).fits()[name]
     return fit.weight.float(), fit.bias.float()

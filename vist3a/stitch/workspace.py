@@ -11,7 +11,7 @@ from vist3a.config import StrictModel
 from vist3a.errors import InputError
 from vist3a.io.atomic import atomic_write_text
 from vist3a.io.yaml_files import YamlDocument
-from vist3a.protocols import Decoder3D, Generator
+from vist3a.protocols import Decoder3D, Generator, StitchPoint
 from vist3a.registry import PairingEntry, Registry
 from vist3a.stitch.spec import derive_spec
 
@@ -50,6 +50,9 @@ class PointEntry(StrictModel):
     channels: int
     prefix_tokens: int
     spec: str
+
+    def stitch_point(self) -> StitchPoint:
+        return StitchPoint(self.name, self.grid, self.channels, self.prefix_tokens, self.index)
 
 
 class PairWorkspace(StrictModel):
