@@ -68,6 +68,7 @@ def test_output_folder_safety_and_prompt_files(workspace, tmp_path, capsys):
     (tmp_path / "empty.txt").write_text("# only a comment\n\n")
     assert main(["generate", "--prompts", str(tmp_path / "empty.txt"), "--pair", str(ws)]) == 2
     assert main(["generate", "--pair", str(ws)]) == 2
+    assert main(["generate", "a cube", "--pair", str(ws), "--template", "no placeholder"]) == 2
     prompts = tmp_path / "prompts.txt"
     prompts.write_text("a cube\na cone\n")
     argv = ["generate", "--prompts", str(prompts), "--pair", str(ws), "--steps", "1", "--render-frames", "1", "--out", str(tmp_path / "many")]
@@ -76,6 +77,7 @@ def test_output_folder_safety_and_prompt_files(workspace, tmp_path, capsys):
     err = capsys.readouterr().err
     assert f"{taken} already exists; generate never overwrites a folder" in err
     assert "no prompts (one per line; # starts a comment)" in err and "give either a PROMPT or --prompts FILE" in err
+    assert "template 'no placeholder' is neither one of orbit, none nor a text with {prompt}" in err
 
 
 @pytest.mark.parametrize("workspace", ["vggt"], indirect=True)
@@ -121,3 +123,11 @@ def test_generate_from_a_registry_pairing_with_a_lora(workspace, tiny_wan, tmp_p
     err = capsys.readouterr().err
     assert "pairing no-decoder-yet has no stitched decoder yet" in err
     assert "--pair nowhere: neither a pairing workspace folder nor a registry pairing id" in err
+
+
+def test_templates():
+    from vist3a.pipeline import apply_template
+
+    assert apply_template("orbit", " a cube. ").startswith("The camera rotates around the scene, maintaining constant distance: a cube. The")
+    assert apply_template("none", "a cube.") == "a cube."
+    assert apply_template("A drone shot of {prompt}", "a cube") == "A drone shot of a cube"

@@ -67,7 +67,10 @@ def apply_template(template: str, prompt: str) -> str:
     text = TEMPLATES.get(template, template)
     if "{prompt}" not in text:
         raise InputError(f"template {template!r} is neither one of {', '.join(TEMPLATES)} nor a text with {{prompt}}")
-    return text.replace("{prompt}", prompt.strip().rstrip("."))
+    prompt = prompt.strip()
+    if "{prompt}." in text:  # no doubled full stop
+        prompt = prompt.rstrip(".")
+    return text.replace("{prompt}", prompt)
 
 
 class Vist3aPipeline:

@@ -12,7 +12,7 @@ import typer
 from vist3a.commands.options import DeviceOpt, out, progress
 from vist3a.config import DType
 from vist3a.errors import InputError
-from vist3a.pipeline import STAGES, Vist3aPipeline, export, load_lora
+from vist3a.pipeline import STAGES, Vist3aPipeline, apply_template, export, load_lora
 from vist3a.stitch.workspace import parse_size
 
 
@@ -36,6 +36,7 @@ def generate(
 ) -> None:
     """Generate 3D scenes from text with a stitched pairing; each prompt gets a new folder of outputs."""
     texts = _prompts(prompt, prompts)
+    apply_template(template, texts[0])  # a bad template fails before any model loads
     if dtype not in DType.__args__:  # type: ignore[attr-defined]
         raise InputError(f"--dtype must be one of {', '.join(DType.__args__)}, got {dtype!r}")  # type: ignore[attr-defined]
     root = out_dir or _new_folder(Path("outputs"), texts[0])
