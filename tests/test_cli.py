@@ -124,6 +124,15 @@ def test_unexpected_exception_is_one_line_exit_1(capsys, plugins):
     assert_one_line_error(err, code, 1, "ZeroDivisionError: division by zero")
 
 
+def test_interrupt_is_one_line_exit_130(capsys, plugins):
+    def interrupted() -> None:
+        raise KeyboardInterrupt
+
+    plugins.add(_command_plugin(interrupted), "interrupted")
+    code, _, err = run(capsys, "boom")
+    assert_one_line_error(err, code, 130, "Error: interrupted")
+
+
 def test_console_script_exit_codes():
     """The installed ``vist3a`` script, as a user runs it (no plugins loaded)."""
     env = {"VIST3A_PLUGINS": "", "PATH": str(Path(sys.executable).parent)}

@@ -79,6 +79,8 @@ def main(argv: list[str] | None = None) -> int:
         return _fail(message, 2) if message else 2  # no arguments: the help was printed
     except Vist3aError as exc:
         return _fail(str(exc), exc.exit_code)
+    except KeyboardInterrupt:
+        return _fail("interrupted (resumable jobs continue from their last checkpoint when rerun)", 130)
     except Exception as exc:
         return _fail(f"{type(exc).__name__}: {exc}", 1)
 
