@@ -27,6 +27,8 @@ from vist3a.commands.sweep import sweep_layers
 from vist3a.errors import PluginError, Vist3aError
 from vist3a.plugins import get_plugins
 
+INTERRUPTED = 130
+
 
 def _version(value: bool) -> None:
     if value:
@@ -71,6 +73,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         command = typer.main.get_command(build_app())
         result = command.main(args=argv, prog_name="vist3a", standalone_mode=False)
+        if result == INTERRUPTED:  # typer turns Ctrl-C into this exit code
+            raise KeyboardInterrupt
         return result if isinstance(result, int) else 0
     except typer.Abort:
         return _fail("aborted", 1)
@@ -80,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     except Vist3aError as exc:
         return _fail(str(exc), exc.exit_code)
     except KeyboardInterrupt:
-        return _fail("interrupted (resumable jobs continue from their last checkpoint when rerun)", 130)
+        return _fail("interrupted (resumable jobs continue from their last checkpoint when rerun)", INTERRUPTED)
     except Exception as exc:
         return _fail(f"{type(exc).__name__}: {exc}", 1)
 
