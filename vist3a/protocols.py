@@ -244,8 +244,9 @@ class DenoisingLoop(Protocol):
     ``latents`` is the initial noise in the denoiser's space ``[B,C,T',h,w]``; call
     ``latents = loop.step(latents, i)`` for each ``i`` in ``range(len(loop.timesteps))``, in order, then
     ``loop.to_raw(latents)``. Running every step equals ``sample()`` with the same arguments. ``step`` is
-    differentiable; with ``detach_input`` the denoiser sees a detached input, so gradients reach earlier latents
-    only through the scheduler update (truncated backpropagation).
+    ``update(predict(latents.detach()), latents)``: the denoiser sees a detached input, so gradients reach earlier
+    latents only through the scheduler update (truncated backpropagation); an aligner runs ``predict`` without
+    gradients at most steps and ``update`` always with them.
     """
 
     latents: Tensor
@@ -253,6 +254,14 @@ class DenoisingLoop(Protocol):
 
     def step(self, latents: Tensor, index: int, *, detach_input: bool = True) -> Tensor:
         """Latents after denoising step ``index``."""
+        ...
+
+    def predict(self, latents: Tensor, index: int) -> Tensor:
+        """The (guided) denoiser output for ``latents`` at step ``index``."""
+        ...
+
+    def update(self, prediction: Tensor, latents: Tensor, index: int) -> Tensor:
+        """The scheduler update of step ``index``; steps are updated in order, each once."""
         ...
 
     def to_raw(self, latents: Tensor) -> Tensor:

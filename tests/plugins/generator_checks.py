@@ -14,6 +14,7 @@ import torch
 from torch import Tensor
 
 import vist3a
+from vist3a.align.rollout import run_loop
 from vist3a.errors import CheckpointError, InputError, Vist3aError
 from vist3a.generators.options import FrameCountError
 from vist3a.protocols import DenoisingLoop, Generator, SteppableGenerator
@@ -122,7 +123,7 @@ def check_seam_equals_sample(gen, request: dict | None = None) -> None:
 
     loop = gen.denoising(PROMPTS, generator=seeded(), **request)
     gen.trainable().zero_grad(set_to_none=True)
-    final = loop.run(grad_steps=[len(loop.timesteps) - 1])
+    final = run_loop(loop, [len(loop.timesteps) - 1])
     assert torch.equal(loop.to_raw(final).detach(), raw)
     loop.to_raw(final).square().mean().backward()
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in gen.trainable().parameters())

@@ -11,6 +11,8 @@ import torch
 from vist3a_hunyuanvideo import HunyuanVideoConfig, tiny_pipeline
 from vist3a_hunyuanvideo.generator import HunyuanVideoGenerator
 
+from vist3a.align.rollout import run_loop
+
 from . import generator_checks as checks
 
 OPTIONS = {"max_sequence_length": 16}
@@ -78,7 +80,7 @@ def test_scheduler_shift(gen) -> None:
     shifted = gen.sample(checks.PROMPTS, generator=checks.seeded(), shift=3.0, **checks.REQUEST)
     assert not torch.equal(shifted, gen.sample(checks.PROMPTS, generator=checks.seeded(), **checks.REQUEST))
     loop = gen.denoising(checks.PROMPTS, generator=checks.seeded(), shift=3.0, **checks.REQUEST)
-    assert torch.equal(loop.to_raw(loop.run()), shifted)
+    assert torch.equal(loop.to_raw(run_loop(loop)), shifted)
 
 
 def test_prompt_cache_and_release() -> None:

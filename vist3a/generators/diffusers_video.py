@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import gc
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -63,20 +63,14 @@ class PipelineDenoisingLoop:
 
     def step(self, latents: Tensor, index: int, *, detach_input: bool = True) -> Tensor:
         """Latents after step ``index`` (steps run in order, each once)."""
+        return self.update(self.predict(latents.detach() if detach_input else latents, index), latents, index)
+
+    def update(self, prediction: Tensor, latents: Tensor, index: int) -> Tensor:
+        """The scheduler update of step ``index`` from the denoiser's ``prediction`` (differentiable)."""
         if index != self.next_index:
             raise Vist3aError(f"denoising steps run in order: expected step {self.next_index}, got {index}")
-        output = self.predict(latents.detach() if detach_input else latents, index)
         self.next_index += 1
-        return self.generator._scheduler_step(self, output, self.timesteps[index], latents, index)
-
-    def run(self, grad_steps: Iterable[int] = ()) -> Tensor:
-        """Every remaining step from ``latents``; gradients are kept only at ``grad_steps``. Returns model space."""
-        keep = set(grad_steps)
-        latents = self.latents
-        for index in range(self.next_index, len(self.timesteps)):
-            with torch.set_grad_enabled(index in keep and torch.is_grad_enabled()):
-                latents = self.step(latents, index)
-        return latents
+        return self.generator._scheduler_step(self, prediction, self.timesteps[index], latents, index)
 
     def to_raw(self, latents: Tensor) -> Tensor:
         """Final model-space latents -> RAW latents ``[B,C,T',h,w]`` (drops any padding frames)."""
