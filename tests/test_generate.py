@@ -126,7 +126,7 @@ def test_generate_from_a_registry_pairing_with_a_lora(workspace, tiny_wan, tmp_p
 
 
 def test_templates():
-    from vist3a.pipeline import apply_template
+    from vist3a.prompts import apply_template
 
     assert apply_template("orbit", " a cube. ").startswith("The camera rotates around the scene, maintaining constant distance: a cube. The")
     assert apply_template("none", "a cube.") == "a cube."

@@ -19,6 +19,7 @@ from vist3a.io.atomic import atomic_write_text
 from vist3a.io.clips import resize_frames
 from vist3a.io.export import depth_to_npz, pointmaps_to_ply, write_cameras_json, write_gaussians_ply
 from vist3a.io.video import write_video
+from vist3a.prompts import apply_template
 from vist3a.protocols import Generator
 from vist3a.registry import Registry
 from vist3a.render import render
@@ -27,12 +28,6 @@ from vist3a.scene import Cameras, Decoded3D, Gaussians, PointMaps
 from vist3a.stitch.stitched import StitchedDecoder
 from vist3a.stitch.workspace import PairWorkspace
 
-ORBIT_TEMPLATE = (
-    "The camera rotates around the scene, maintaining constant distance: {prompt}. "
-    "The orbiting trajectory captures 3D structure and consistency."
-)
-TEMPLATES = {"orbit": ORBIT_TEMPLATE, "none": "{prompt}"}
-"""Named prompt templates; the paper's orbit template is the default for 3D."""
 Progress = Callable[[str], None]
 STAGES = ("sample", "decode video", "decode 3D", "render orbit")
 """The stages a generation reports, in order."""
@@ -43,7 +38,7 @@ class GenerateOptions(StrictModel):
 
     negative_prompt: str = ""
     template: str = "orbit"
-    """A name in TEMPLATES or a text with ``{prompt}``."""
+    """A name in ``vist3a.prompts.TEMPLATES`` or a text with ``{prompt}``."""
     frames: int
     resolution: tuple[int, int]
     steps: int = 50
@@ -60,17 +55,6 @@ class Generation:
     latents: Tensor
     frames: Tensor
     decoded: Decoded3D
-
-
-def apply_template(template: str, prompt: str) -> str:
-    """The prompt wrapped in a named template or in a ``{prompt}`` text."""
-    text = TEMPLATES.get(template, template)
-    if "{prompt}" not in text:
-        raise InputError(f"template {template!r} is neither one of {', '.join(TEMPLATES)} nor a text with {{prompt}}")
-    prompt = prompt.strip()
-    if "{prompt}." in text:  # no doubled full stop
-        prompt = prompt.rstrip(".")
-    return text.replace("{prompt}", prompt)
 
 
 class Vist3aPipeline:

@@ -12,7 +12,8 @@ import typer
 from vist3a.commands.options import DeviceOpt, out, progress
 from vist3a.config import DType
 from vist3a.errors import InputError
-from vist3a.pipeline import STAGES, Vist3aPipeline, apply_template, export, load_lora
+from vist3a.pipeline import STAGES, Vist3aPipeline, export, load_lora
+from vist3a.prompts import apply_template, load_prompts
 from vist3a.stitch.workspace import parse_size
 
 
@@ -67,16 +68,7 @@ def generate(
 def _prompts(prompt: str | None, path: Path | None) -> list[str]:
     if (prompt is None) == (path is None):
         raise InputError("give either a PROMPT or --prompts FILE")
-    if path is None:
-        return [prompt]  # type: ignore[list-item]
-    try:
-        lines = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()]
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"{path}: cannot read the prompt file: {exc}") from None
-    texts = [line for line in lines if line and not line.startswith("#")]
-    if not texts:
-        raise InputError(f"{path}: no prompts (one per line; # starts a comment)")
-    return texts
+    return [prompt] if path is None else load_prompts(path)  # type: ignore[list-item]
 
 
 def _slug(text: str) -> str:
