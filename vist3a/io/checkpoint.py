@@ -155,3 +155,27 @@ def read_state(path: str | Path, what: str) -> tuple[dict[str, Tensor], dict[str
         return load_file(path), metadata
     except Exception as exc:
         raise CheckpointError(f"{path}: corrupted {what} ({_first_line(exc)}); delete it to start over") from None
+
+
+def training_tensors(params: Mapping[str, nn.Parameter], optimizer: torch.optim.Optimizer) -> dict[str, Tensor]:
+    """The trainable parameters, their optimizer state and the torch RNG state, for :func:`write_state`."""
+    tensors: dict[str, Tensor] = {f"param.{n}": p for n, p in params.items()}
+    for name, parameter in params.items():
+        for key, value in optimizer.state.get(parameter, {}).items():
+            tensors[f"optim.{name}.{key}"] = torch.as_tensor(value)
+    tensors["rng.torch"] = torch.get_rng_state()
+    return tensors
+
+
+def restore_training(tensors: Mapping[str, Tensor], params: Mapping[str, nn.Parameter], optimizer: torch.optim.Optimizer,
+                     source: str | Path) -> None:  # fmt: skip
+    """Undo :func:`training_tensors`: parameters, optimizer state and RNG, after checking the parameter names."""
+    if {k.removeprefix("param.") for k in tensors if k.startswith("param.")} != set(params):
+        raise CheckpointError(f"{source}: saved for other trainable parameters; delete it to start over")
+    with torch.no_grad():
+        for name, parameter in params.items():
+            parameter.copy_(tensors[f"param.{name}"])
+            saved = {k.rsplit(".", 1)[1]: v for k, v in tensors.items() if k.rsplit(".", 1)[0] == f"optim.{name}"}
+            if saved:
+                optimizer.state[parameter] = {k: v.to(parameter.device) if v.ndim else v for k, v in saved.items()}
+    torch.set_rng_state(tensors["rng.torch"])

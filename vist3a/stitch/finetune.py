@@ -16,7 +16,7 @@ from torch.utils.data import Dataset
 from vist3a import distributed
 from vist3a.config import StrictModel
 from vist3a.errors import InputError
-from vist3a.io.checkpoint import read_state, write_state
+from vist3a.io.checkpoint import read_state, restore_training, training_tensors, write_state
 from vist3a.io.clips import resize_frames
 from vist3a.protocols import Decoder3D, Generator
 from vist3a.stitch.stitched import StitchedDecoder
@@ -155,31 +155,16 @@ def _batch(clips: Dataset, step: int, config: FinetuneConfig) -> Tensor:
 
 def _save(path: Path, state: FinetuneState, named: dict[str, nn.Parameter], optimizer: torch.optim.Optimizer,
           config: FinetuneConfig) -> None:  # fmt: skip
-    tensors = {f"param.{n}": p for n, p in named.items()}
-    for name, parameter in named.items():
-        for key, value in optimizer.state.get(parameter, {}).items():
-            tensors[f"optim.{name}.{key}"] = torch.as_tensor(value)
-    tensors["rng.torch"] = torch.get_rng_state()
     meta = {
         "step": str(state.step), "skipped": str(state.skipped), "history": json.dumps(state.history),
         "config": config.model_dump_json(exclude=RESUMABLE_CHANGES),
     }  # fmt: skip
-    write_state(path, tensors, meta)
-
+    write_state(path, training_tensors(named, optimizer), meta)
 
 def _load(path: Path, named: dict[str, nn.Parameter], optimizer: torch.optim.Optimizer,
           config: FinetuneConfig) -> FinetuneState:  # fmt: skip
     tensors, meta = read_state(path, "finetune state")
     if meta.get("config") != config.model_dump_json(exclude=RESUMABLE_CHANGES):
         raise InputError(f"{path}: saved with other optimisation settings; delete it to start over")
-    saved = {k[len("param.") :] for k in tensors if k.startswith("param.")}
-    if saved != set(named):
-        raise InputError(f"{path}: saved for other trainable parameters; delete it to start over")
-    with torch.no_grad():
-        for name, parameter in named.items():
-            parameter.copy_(tensors[f"param.{name}"])
-            keys = {k.rsplit(".", 1)[1]: v for k, v in tensors.items() if k.rsplit(".", 1)[0] == f"optim.{name}"}
-            if keys:
-                optimizer.state[parameter] = {k: v.to(parameter.device) if v.ndim else v for k, v in keys.items()}
-    torch.set_rng_state(tensors["rng.torch"])
+    restore_training(tensors, named, optimizer, path)
     return FinetuneState(int(meta["step"]), int(meta["skipped"]), json.loads(meta["history"]))
