@@ -17,6 +17,7 @@ import typer
 from typer.exceptions import TyperException
 
 from vist3a import __version__
+from vist3a.commands.align import align
 from vist3a.commands.generate import generate
 from vist3a.commands.pair import pair
 from vist3a.commands.plugins import command_names, plugins
@@ -56,6 +57,7 @@ def build_app() -> typer.Typer:
     app.command()(stitch)
     app.command()(render)
     app.command()(generate)
+    app.command()(align)
     owners = dict.fromkeys(command_names(app), "vist3a")
     for plugin, call in get_plugins().hook_callers("register_commands"):
         before = Counter(command_names(app))

@@ -75,3 +75,27 @@ def test_alignment_bad_input(workspace, tmp_path):
     run(workspace, tmp_path / "a", config=CONFIG.model_copy(update={"steps": 2}))
     with pytest.raises(InputError, match="saved with other settings"):
         run(workspace, tmp_path / "a", config=CONFIG.model_copy(update={"lr": 0.5}))
+
+
+def test_align_command(workspace, tmp_path, capsys, entry_point_plugins):
+    from tests.fakes import FakePlugin
+
+    entry_point_plugins("vist3a_wan", "vist3a_vggt").add(FakePlugin(), "fakes")
+    (tmp_path / "prompts.txt").write_text("a red sphere\na blue cube\n")
+    argv = ["align", "--pair", str(workspace), "--prompts", str(tmp_path / "prompts.txt"), "--reward", "fake-reward=1.0",
+            "--out", str(tmp_path / "run"), "--steps", "2", "--min-steps", "2", "--max-steps", "2", "--grad-steps", "0",
+            "--lora-rank", "2", "--gradient-checkpointing"]  # fmt: skip
+    assert main(argv) == 0
+    assert (tmp_path / "run" / "lora_ema" / "adapter_config.json").is_file()
+    resumed = list(argv)
+    resumed[resumed.index("--steps") + 1] = "3"
+    assert main(resumed) == 0 and "Aligned for 3 steps" in capsys.readouterr().out  # continued from step 2
+    (tmp_path / "mine").mkdir()
+    bad = {"--reward": "fake-reward", "--out": str(tmp_path / "mine"), "--max-steps": "1"}
+    for flag, value in bad.items():
+        broken = list(argv)
+        broken[broken.index(flag) + 1] = value
+        assert main(broken) == 2, flag
+    err = capsys.readouterr().err
+    assert "--reward 'fake-reward': expected NAME=WEIGHT" in err
+    assert "exists and is not an alignment run" in err and "min_steps <= max_steps" in err

@@ -1,0 +1,78 @@
+"""``vist3a align``: reward finetuning of a pairing's generator (LoRA + EMA), resumable."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+import vist3a
+from vist3a.align.lora import LoraOptions
+from vist3a.align.prompts import PromptSampler
+from vist3a.align.rollout import RolloutConfig
+from vist3a.align.trainer import STATE_FILE, AlignConfig
+from vist3a.align.trainer import align as run_align
+from vist3a.commands.options import DeviceOpt, out, progress
+from vist3a.config import validate
+from vist3a.errors import InputError
+from vist3a.pipeline import Vist3aPipeline
+from vist3a.prompts import load_prompts
+
+
+def align(
+    prompts: Annotated[Path, typer.Option(help="Training prompts, one per line.", show_default=False)],
+    reward: Annotated[list[str], typer.Option(help="NAME=WEIGHT, repeatable (the paper: quality=0.0625, consistency=0.05).", show_default=False)],
+    out_dir: Annotated[Path, typer.Option("--out", help="Run folder; rerunning the same command resumes it.", show_default=False)],
+    pair: Annotated[str, typer.Option(help="A pairing workspace folder or a registry pairing id.")] = ".",
+    steps: Annotated[int, typer.Option(min=1)] = 1000,
+    lr: Annotated[float, typer.Option(min=0.0)] = 1e-4,
+    batch_size: Annotated[int, typer.Option(min=1, help="Prompts per step.")] = 1,
+    lora_rank: Annotated[int, typer.Option(min=1)] = 8,
+    lora_alpha: Annotated[float, typer.Option(min=0.0)] = 16.0,
+    min_steps: Annotated[int, typer.Option(min=1, help="Fewest sampling steps per rollout.")] = 10,
+    max_steps: Annotated[int, typer.Option(min=1, help="Most sampling steps per rollout.")] = 50,
+    grad_steps: Annotated[int, typer.Option(min=0, help="Random rollout steps with gradients, plus the last.")] = 2,
+    checkpoint_every: Annotated[int, typer.Option(min=1)] = 50,
+    seed: int = 0,
+    gradient_checkpointing: Annotated[bool, typer.Option(help="Recompute the denoiser's blocks in the backward pass.")] = False,
+    device: DeviceOpt = "cpu",
+    dtype: Annotated[str, typer.Option(help="float32, float16 or bfloat16.")] = "float32",
+) -> None:
+    """Finetune the generator so its 3D outputs score higher; saves OUT/lora and OUT/lora_ema (PEFT)."""
+    weights = _weights(reward)
+    if out_dir.exists() and not (out_dir / STATE_FILE).exists():
+        raise InputError(f"{out_dir} exists and is not an alignment run; choose a new folder")
+    config = validate(AlignConfig, {
+        "steps": steps, "lr": lr, "batch_size": batch_size, "checkpoint_every": checkpoint_every, "seed": seed,
+        "lora": LoraOptions(rank=lora_rank, alpha=lora_alpha),
+        "rollout": validate(RolloutConfig, {"min_steps": min_steps, "max_steps": max_steps, "grad_steps": grad_steps}, "rollout options"),
+    }, "align options")  # fmt: skip
+    sampler = PromptSampler(load_prompts(prompts), seed=seed)
+    rewards = {name: (vist3a.load_reward(name, device=device), weight) for name, weight in weights.items()}
+    pipeline = Vist3aPipeline.from_pair(pair, device=device, dtype=dtype)
+    if gradient_checkpointing:
+        denoiser = pipeline.generator.trainable()
+        if not hasattr(denoiser, "enable_gradient_checkpointing"):
+            raise InputError(f"{pipeline.generator.name}'s denoiser does not support gradient checkpointing")
+        denoiser.enable_gradient_checkpointing()
+    with progress() as bar:
+        task = bar.add_task("align", total=steps)
+        state = run_align(pipeline, rewards, sampler, config, out_dir,
+                          on_step=lambda step, record: bar.update(task, completed=step, description=f"align loss {record['loss']:.4g}"))  # fmt: skip
+    final = state.history[-1]["loss"] if state.history else float("nan")
+    out.print(f"Aligned for {state.step} steps (final loss {final:.4g}, {state.skipped} non-finite steps skipped); "
+              f"LoRA in {out_dir / 'lora'}, EMA in {out_dir / 'lora_ema'}")  # fmt: skip
+
+
+def _weights(values: list[str]) -> dict[str, float]:
+    weights = {}
+    for value in values:
+        name, sep, weight = value.partition("=")
+        try:
+            weights[name.strip()] = float(weight)
+        except ValueError:
+            raise InputError(f"--reward {value!r}: expected NAME=WEIGHT, e.g. consistency=0.05") from None
+        if not sep or not name.strip():
+            raise InputError(f"--reward {value!r}: expected NAME=WEIGHT, e.g. consistency=0.05")
+    return weights
