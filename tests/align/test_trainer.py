@@ -99,3 +99,26 @@ def test_align_command(workspace, tmp_path, capsys, entry_point_plugins):
     err = capsys.readouterr().err
     assert "--reward 'fake-reward': expected NAME=WEIGHT" in err
     assert "exists and is not an alignment run" in err and "min_steps <= max_steps" in err
+
+
+@pytest.mark.slow
+def test_two_process_alignment(workspace, tmp_path):
+    """torchrun with two gloo processes: both step with averaged gradients; only the main process saves."""
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    (tmp_path / "prompts.txt").write_text("a red sphere\na blue cube\n")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-addr", "127.0.0.1",
+               "--master-port", str(port), str(Path(__file__).with_name("distributed_align.py")), "align",
+               "--pair", str(workspace), "--prompts", str(tmp_path / "prompts.txt"), "--reward", "fake-reward=1.0",
+               "--out", str(tmp_path / "run"), "--steps", "2", "--min-steps", "2", "--max-steps", "2", "--grad-steps", "0",
+               "--lora-rank", "2"]  # fmt: skip
+    result = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.count("Aligned for 2 steps") == 1
+    assert load_file(tmp_path / "run" / "lora" / "adapter_model.safetensors")

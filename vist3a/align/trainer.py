@@ -11,6 +11,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from vist3a import distributed
 from vist3a.align.ema import EMA
 from vist3a.align.lora import LoraOptions, attach_lora, save_lora
 from vist3a.align.prompts import PromptSampler
@@ -63,10 +64,12 @@ def align(
 ) -> AlignState:
     """Maximise ``sum(weight * reward)`` over rollouts; saves ``lora/`` and ``lora_ema/`` (PEFT) in ``directory``.
 
-    The stitched decoder and the VAE stay frozen; a step whose loss is not finite is skipped and counted.
+    The stitched decoder and the VAE stay frozen; a step whose loss is not finite is skipped and counted. When
+    ``torch.distributed`` is initialised, each process rolls out its own prompts and the gradients are averaged.
     """
     if not rewards:
         raise InputError("alignment needs at least one reward")
+    rank, world = distributed.rank(), distributed.world_size()  # under torchrun: data parallel, one process a device
     pipeline.stitched.eval().requires_grad_(False)
     denoiser = pipeline.generator.trainable()
     with torch.random.fork_rng():  # the LoRA's initial weights follow the run's seed
@@ -77,11 +80,13 @@ def align(
     directory.mkdir(parents=True, exist_ok=True)
     state = _load(directory / STATE_FILE, params, optimizer, ema, config) if (directory / STATE_FILE).exists() else AlignState()
     while state.step < config.steps:
-        losses = _rewards(pipeline, rewards, prompts.batch(state.step, config.batch_size), config, state.step)
+        texts = prompts.batch(state.step * world + rank, config.batch_size)  # each process its own prompts and noise
+        losses = _rewards(pipeline, rewards, texts, config, state.step * world + rank)
         total = -torch.stack([weight * losses[name] for name, (_, weight) in rewards.items()]).sum()
         optimizer.zero_grad(set_to_none=True)
-        if torch.isfinite(total):
+        if _all_finite(total):
             total.backward()
+            _average_gradients(params.values(), world)
             torch.nn.utils.clip_grad_norm_(params.values(), config.grad_clip)
             optimizer.step()
             ema.update(params)
@@ -90,11 +95,30 @@ def align(
         record = {"loss": total.item(), **{name: value.item() for name, value in losses.items()}}
         state.history.append(record)
         state.step += 1
-        if state.step % config.checkpoint_every == 0 or state.step == config.steps:
+        if (state.step % config.checkpoint_every == 0 or state.step == config.steps) and distributed.is_main():
             _save(directory, state, params, optimizer, ema, config, denoiser)
         if on_step is not None:
             on_step(state.step, record)
     return state
+
+
+def _all_finite(loss: Tensor) -> bool:
+    """Whether the loss is finite in every process (all skip a step together, so their weights stay equal)."""
+    finite = torch.isfinite(loss.detach()).float()
+    if distributed.world_size() > 1:
+        torch.distributed.all_reduce(finite, op=torch.distributed.ReduceOp.MIN)
+    return bool(finite)
+
+
+def _average_gradients(parameters, world: int) -> None:
+    """Data parallelism by hand: every process steps with the mean of all processes' gradients."""
+    if world == 1:
+        return
+    for parameter in parameters:
+        if parameter.grad is None:
+            parameter.grad = torch.zeros_like(parameter)
+        torch.distributed.all_reduce(parameter.grad)
+        parameter.grad /= world
 
 
 def _rewards(pipeline: Vist3aPipeline, rewards: Mapping[str, tuple[Reward, float]], texts: list[str],

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 import vist3a
+from vist3a import distributed
 from vist3a.align.lora import LoraOptions
 from vist3a.align.prompts import PromptSampler
 from vist3a.align.rollout import RolloutConfig
@@ -49,6 +50,7 @@ def align(
         "rollout": validate(RolloutConfig, {"min_steps": min_steps, "max_steps": max_steps, "grad_steps": grad_steps}, "rollout options"),
     }, "align options")  # fmt: skip
     sampler = PromptSampler(load_prompts(prompts), seed=seed)
+    _, _, device = distributed.setup(device)
     rewards = {name: (vist3a.load_reward(name, device=device), weight) for name, weight in weights.items()}
     pipeline = Vist3aPipeline.from_pair(pair, device=device, dtype=dtype)
     if gradient_checkpointing:
@@ -60,6 +62,8 @@ def align(
         task = bar.add_task("align", total=steps)
         state = run_align(pipeline, rewards, sampler, config, out_dir,
                           on_step=lambda step, record: bar.update(task, completed=step, description=f"align loss {record['loss']:.4g}"))  # fmt: skip
+    if not distributed.is_main():
+        return
     final = state.history[-1]["loss"] if state.history else float("nan")
     out.print(f"Aligned for {state.step} steps (final loss {final:.4g}, {state.skipped} non-finite steps skipped); "
               f"LoRA in {out_dir / 'lora'}, EMA in {out_dir / 'lora_ema'}")  # fmt: skip
