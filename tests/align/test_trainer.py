@@ -89,7 +89,7 @@ def test_align_command(workspace, tmp_path, capsys, entry_point_plugins):
     assert (tmp_path / "run" / "lora_ema" / "adapter_config.json").is_file()
     resumed = list(argv)
     resumed[resumed.index("--steps") + 1] = "3"
-    assert main(resumed) == 0 and "Aligned for 3 steps" in capsys.readouterr().out  # continued from step 2
+    assert main(resumed) == 0 and "Aligned for 3 steps" in capsys.readouterr().out  # its own run folder is accepted
     (tmp_path / "mine").mkdir()
     bad = {"--reward": "fake-reward", "--out": str(tmp_path / "mine"), "--max-steps": "1"}
     for flag, value in bad.items():

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -29,3 +31,15 @@ def loader(entry_point_plugins: Callable[..., Any], decoder: str) -> Callable[..
 def max_error(a: torch.Tensor, b: torch.Tensor) -> float:
     assert a.shape == b.shape, (a.shape, b.shape)
     return (a.double() - b.double()).abs().max().item()
+
+
+def config_variant(fixture: Path, tmp_path: Path, **changes: dict) -> Path:
+    """A fixture's weights beside its config with some submodule values changed (shape-preserving changes only)."""
+    config = json.loads((fixture / "config.json").read_text())
+    for part, values in changes.items():
+        config[part].update(values)
+    folder = tmp_path / "variant"
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps(config))
+    shutil.copy(fixture / "model.safetensors", folder)
+    return folder

@@ -10,7 +10,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from tests.decoders.reference import REFERENCE, TOL, loader, max_error, tensors
+from tests.decoders.reference import REFERENCE, TOL, config_variant, loader, max_error, tensors
 from vist3a.errors import CheckpointError, ConfigError, InputError, ShapeError
 from vist3a.protocols import Decoder3D, StitchPoint
 
@@ -195,14 +195,7 @@ def test_missing_and_extra_keys_are_listed(load, tmp_path):
 
 
 def _variant(tmp_path: Path, **changes: dict) -> Path:
-    config = json.loads((TINY / "config.json").read_text())
-    for part, values in changes.items():
-        config[part].update(values)
-    folder = tmp_path / "variant"
-    folder.mkdir()
-    (folder / "config.json").write_text(json.dumps(config))
-    shutil.copy(TINY / "model.safetensors", folder)
-    return folder
+    return config_variant(TINY, tmp_path, **changes)
 
 
 @pytest.mark.parametrize(

@@ -12,7 +12,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 import vist3a
-from tests.decoders.reference import REFERENCE, TOL, loader, max_error, tensors
+from tests.decoders.reference import REFERENCE, TOL, config_variant, loader, max_error, tensors
 from vist3a.errors import CheckpointError, ConfigError, InputError, ShapeError
 from vist3a.io.export import depth_to_npz, pointmaps_to_ply, read_point_cloud
 from vist3a.protocols import Decoder3D, StitchPoint
@@ -77,15 +77,7 @@ def test_state_dict_matches_the_vggt_1b_manifest():
 
 
 def _variant(tmp_path: Path, **changes: dict) -> Path:
-    """The tiny fixture's weights with a changed config (shape-preserving changes only)."""
-    config = json.loads((TINY / "config.json").read_text())
-    for part, values in changes.items():
-        config[part].update(values)
-    folder = tmp_path / "variant"
-    folder.mkdir()
-    (folder / "config.json").write_text(json.dumps(config))
-    shutil.copy(TINY / "model.safetensors", folder)
-    return folder
+    return config_variant(TINY, tmp_path, **changes)
 
 
 def _late_heads(tmp_path: Path) -> Path:

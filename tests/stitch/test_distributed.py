@@ -30,12 +30,18 @@ def torchrun(*argv) -> subprocess.CompletedProcess:
     return subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
 
 
+def twin_workspaces(tmp_path: Path, first: str, second: str) -> tuple[Path, Path]:
+    """Two workspaces holding the same pair.yaml."""
+    a, b = tmp_path / first, tmp_path / second
+    assert main([*PAIR, "--out", str(a)]) == 0
+    b.mkdir()
+    shutil.copy(a / "pair.yaml", b / "pair.yaml")
+    return a, b
+
+
 @pytest.mark.slow
 def test_two_process_sweep_equals_one_process_and_ddp_distillation(tmp_path):
-    single, double = tmp_path / "single", tmp_path / "double"
-    assert main([*PAIR, "--out", str(single)]) == 0
-    double.mkdir()
-    shutil.copy(single / "pair.yaml", double / "pair.yaml")
+    single, double = twin_workspaces(tmp_path, "single", "double")
     sweep = ["sweep-layers", "--data", "synthetic:6", "--clips", "6"]
     assert main([*sweep, "--pair", str(single)]) == 0
     result = torchrun(*sweep, "--pair", double)
@@ -56,10 +62,7 @@ def test_two_process_sweep_equals_one_process_and_ddp_distillation(tmp_path):
 @pytest.mark.slow
 def test_killed_sweep_resumes_to_the_same_statistics(tmp_path):
     """SIGKILL a real sweep process once it has checkpointed, rerun it, and compare with an uninterrupted sweep."""
-    whole, killed = tmp_path / "whole", tmp_path / "killed"
-    assert main([*PAIR, "--out", str(whole)]) == 0
-    killed.mkdir()
-    shutil.copy(whole / "pair.yaml", killed / "pair.yaml")
+    whole, killed = twin_workspaces(tmp_path, "whole", "killed")
     sweep = ["sweep-layers", "--data", "synthetic:48", "--clips", "48"]
     assert main([*sweep, "--pair", str(whole)]) == 0
 

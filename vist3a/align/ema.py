@@ -46,8 +46,3 @@ class EMA:
         self.shadow = {k: v.float().clone() for k, v in shadow.items()}
         self.step = int(state["step"])
 
-
-def trainable(module: nn.Module) -> dict[str, nn.Parameter]:
-    """The parameters of ``module`` that require gradients, by name."""
-    return {name: p for name, p in module.named_parameters() if p.requires_grad}
-

@@ -8,7 +8,7 @@ from peft import LoraConfig, get_peft_model_state_dict, inject_adapter_in_model
 from safetensors.torch import save_file
 from torch import nn
 
-from vist3a.align.ema import EMA, trainable
+from vist3a.align.ema import EMA
 from vist3a.config import StrictModel
 from vist3a.io.atomic import atomic_directory
 
@@ -31,6 +31,11 @@ def attach_lora(denoiser: nn.Module, options: LoraOptions) -> dict[str, nn.Param
                         target_modules=list(options.targets))  # fmt: skip
     inject_adapter_in_model(config, denoiser)
     return trainable(denoiser)
+
+
+def trainable(module: nn.Module) -> dict[str, nn.Parameter]:
+    """The parameters of ``module`` that require gradients, by name."""
+    return {name: p for name, p in module.named_parameters() if p.requires_grad}
 
 
 def save_lora(denoiser: nn.Module, directory: str | Path, *, ema: EMA | None = None, overwrite: bool = False) -> Path:
