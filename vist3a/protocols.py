@@ -287,3 +287,12 @@ class SteppableGenerator(Generator, Protocol):
     ) -> DenoisingLoop:
         """The loop of ``sample()`` with the same arguments, not yet run."""
         ...
+
+
+@runtime_checkable
+class TrainableGenerator(Generator, Protocol):
+    """A generator that can score its denoiser on captioned clips (the aligner's optional data term)."""
+
+    def training_loss(self, latents: Tensor, prompts: Sequence[str], *, generator: torch.Generator | None = None) -> Tensor:
+        """The family's denoising loss (e.g. flow matching) on clean RAW latents ``[B,C,T',h,w]``, differentiable."""
+        ...

@@ -9,6 +9,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from vist3a.errors import InputError
 from vist3a.generators.diffusers_video import DiffusersVideoGenerator, Embeds, PipelineDenoisingLoop
 from vist3a.generators.tiny import eval_mode, tiny_tokenizer, vocab_size
 from vist3a.protocols import LatentSpec
@@ -77,6 +78,17 @@ class CogVideoXGenerator(DiffusersVideoGenerator):
     def _loop_to_raw(self, latents: Tensor, loop: PipelineDenoisingLoop) -> Tensor:
         return self.latent.to_raw(latents[:, :, loop.state["padding"] :])
 
+    def _training_sample(self, scheduler: Any, clean: Tensor, noise: Tensor, level: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """DDPM noising at an integer timestep; the target is the velocity (v-prediction) or the noise."""
+        if padding := self._padding(clean.shape[2]):
+            raise InputError(f"{self.name}: training needs a latent frame count divisible by patch_size_t "
+                             f"({clean.shape[2]} latent frames would be padded by {padding})")  # fmt: skip
+        steps = scheduler.config.num_train_timesteps
+        t = (level * steps).long().clamp(max=steps - 1).reshape(1)
+        noisy = scheduler.add_noise(clean, noise, t)
+        v = scheduler.config.prediction_type == "v_prediction"
+        return noisy, t[0], scheduler.get_velocity(clean, noise, t) if v else noise
+
     def _prepare_loop(self, loop: PipelineDenoisingLoop, batch: int, num_frames: int, height: int, width: int, steps: int) -> None:
         pipe, device, generator = self.pipe, self.device, loop.state["generator"]
         loop.scheduler.set_timesteps(steps, device=device)
@@ -118,6 +130,11 @@ class CogVideoXGenerator(DiffusersVideoGenerator):
         return _frames_first(x.to(state["dtype"]))
 
 
+COGVIDEOX_2B_SCHEDULER = {"beta_end": 0.012, "prediction_type": "v_prediction", "rescale_betas_zero_snr": True,
+                          "snr_shift_scale": 3.0, "timestep_spacing": "trailing"}  # fmt: skip
+"""The released CogVideoX-2b scheduler settings, so the tiny pipeline samples and trains like the real one."""
+
+
 def build_tiny_pipeline(seed: int = 0, patch_size_t: int | None = None) -> Any:
     """A random tiny CogVideoXPipeline: see :func:`vist3a_cogvideox.tiny_pipeline`."""
     from diffusers import AutoencoderKLCogVideoX, CogVideoXDDIMScheduler, CogVideoXPipeline, CogVideoXTransformer3DModel
@@ -138,5 +155,5 @@ def build_tiny_pipeline(seed: int = 0, patch_size_t: int | None = None) -> Any:
         T5Config(vocab_size=vocab_size(), d_model=32, d_kv=8, d_ff=37, num_layers=2, num_heads=4, relative_attention_num_buckets=8)
     )
     pipe = CogVideoXPipeline(tokenizer=tiny_tokenizer(), text_encoder=text_encoder, vae=vae, transformer=transformer,
-                             scheduler=CogVideoXDDIMScheduler())  # fmt: skip
+                             scheduler=CogVideoXDDIMScheduler(**COGVIDEOX_2B_SCHEDULER))  # fmt: skip
     return eval_mode(pipe)

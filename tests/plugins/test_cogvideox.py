@@ -108,3 +108,23 @@ def test_frame_errors(gen) -> None:
 def test_saved_folder_loads_offline_and_missing_files(gen, tmp_path, entry_point_plugins) -> None:
     checks.check_saved_folder("cogvideox", gen.pipe, tmp_path / "cog", entry_point_plugins, gen)
     checks.check_missing_files("cogvideox", tmp_path / "cog", entry_point_plugins)
+
+
+def ddpm_velocity_sample(scheduler, clean, noise, level):
+    """DDPM noising at t = floor(level * 1000): x = sqrt(a) x0 + sqrt(1-a) noise; v = sqrt(a) noise - sqrt(1-a) x0."""
+    t = int(level * 1000)
+    a = scheduler.alphas_cumprod[t]
+    return a.sqrt() * clean + (1 - a).sqrt() * noise, t, a.sqrt() * noise - (1 - a).sqrt() * clean
+
+
+def test_training_loss_is_v_prediction() -> None:
+    gen = make()
+    assert gen.pipe.scheduler.config.prediction_type == "v_prediction"
+    checks.check_training_loss(gen, ddpm_velocity_sample, frames=17)
+
+
+def test_training_loss_refuses_padded_latents(gen15) -> None:
+    with torch.no_grad():
+        latents = gen15.encode(checks.video(9, batch=1))  # 3 latent frames; patch_size_t=2 would pad one
+    with pytest.raises(InputError, match="patch_size_t"):
+        gen15.training_loss(latents, ["a red cat"])

@@ -94,3 +94,7 @@ def test_frame_errors(gen) -> None:
 def test_saved_folder_loads_offline_and_missing_files(gen, tmp_path, entry_point_plugins) -> None:
     checks.check_saved_folder("hunyuanvideo", gen.pipe, tmp_path / "hy", entry_point_plugins, gen, **OPTIONS)
     checks.check_missing_files("hunyuanvideo", tmp_path / "hy", entry_point_plugins)
+
+
+def test_training_loss_is_flow_matching() -> None:
+    checks.check_training_loss(make(), checks.flow_matching_sample)

@@ -126,3 +126,7 @@ def test_tiny_option_and_bad_options(entry_point_plugins) -> None:
         vist3a.load_generator("wan", tiny=True, cpu_offload=True)
     with pytest.raises(ConfigError, match="unknown field"):
         vist3a.load_generator("wan", tiny=True, variant="x")
+
+
+def test_training_loss_is_flow_matching() -> None:
+    checks.check_training_loss(make(), checks.flow_matching_sample)
