@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 
 import torch
 import torch.distributed as dist
+from torch import Tensor, nn
+from torch.distributed.tensor import DTensor, distribute_tensor
 
 
 def setup(device: str = "cpu") -> tuple[int, int, str]:
@@ -37,3 +40,30 @@ def is_main() -> bool:
 def barrier() -> None:
     if world_size() > 1:
         dist.barrier()
+
+
+def shard(module: nn.Module) -> None:
+    """Shard ``module`` over the processes with FSDP2: each block of its block lists, then the rest.
+
+    Parameters become DTensors (collect trainable ones and build optimisers afterwards); every process must run the
+    same number of forward and backward passes. Gradients are averaged over the processes by FSDP.
+    """
+    from torch.distributed.fsdp import fully_shard
+
+    for child in module.children():
+        if isinstance(child, nn.ModuleList):
+            for block in child:
+                fully_shard(block)
+    fully_shard(module)
+
+
+def full_tensors(tensors: Mapping[str, Tensor]) -> dict[str, Tensor]:
+    """``tensors`` with every sharded value (DTensor) gathered in full; a collective when anything is sharded."""
+    return {key: value.full_tensor() if isinstance(value, DTensor) else value for key, value in tensors.items()}
+
+
+def like(full: Tensor, reference: Tensor) -> Tensor:
+    """``full`` laid out as ``reference``: sharded the same way when ``reference`` is a DTensor (a collective)."""
+    if isinstance(reference, DTensor):
+        return distribute_tensor(full.to(reference.dtype), reference.device_mesh, reference.placements)
+    return full

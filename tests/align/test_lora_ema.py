@@ -6,7 +6,7 @@ from vist3a_wan import tiny_pipeline
 from vist3a_wan.generator import WanGenerator
 
 from vist3a.align.ema import EMA
-from vist3a.align.lora import LoraOptions, attach_lora, save_lora
+from vist3a.align.lora import LoraOptions, attach_lora, lora_state, save_lora
 from vist3a.generators.options import DiffusersVideoConfig
 
 
@@ -57,7 +57,7 @@ def test_saved_lora_and_ema_load_back_through_the_generator(tmp_path):
             p.copy_(torch.randn(p.shape, generator=torch.Generator().manual_seed(i)) * 0.1)
     ema.update(params)
     save_lora(transformer, tmp_path / "lora")
-    save_lora(transformer, tmp_path / "lora_ema", ema=ema)
+    save_lora(transformer, tmp_path / "lora_ema", lora_state(transformer, ema))
     tuned = denoise(transformer)
     ema.copy_to(params)
     averaged = denoise(transformer)

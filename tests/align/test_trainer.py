@@ -1,5 +1,6 @@
 """Reward finetuning end to end on tiny models: a tiny Wan stitched to the tiny VGGT, a differentiable reward."""
 
+import json
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,7 @@ from vist3a.align.rollout import RolloutConfig
 from vist3a.align.trainer import AlignConfig, align
 from vist3a.cli import main
 from vist3a.errors import InputError
+from vist3a.io.clips import open_clips
 from vist3a.pipeline import Vist3aPipeline
 
 REFERENCE = Path(__file__).parents[2].parent / "shared" / "reference"
@@ -29,6 +31,22 @@ class Brightness:
         return frames.mean(dim=(1, 2, 3, 4)) + 0 * decoded.points.depth.mean()  # the 3D output is in the graph too
 
 
+def image_sequences(root: Path, captions: list[str | None]) -> Path:
+    """One folder of 5 random PNG frames per caption, with ``caption.txt`` unless the caption is None."""
+    from PIL import Image
+
+    g = torch.Generator().manual_seed(0)
+    for i, caption in enumerate(captions):
+        folder = root / f"clip{i}"
+        folder.mkdir(parents=True)
+        for t in range(5):
+            pixels = torch.randint(0, 256, (32, 48, 3), generator=g, dtype=torch.uint8)
+            Image.fromarray(pixels.numpy()).save(folder / f"{t:02d}.png")
+        if caption is not None:
+            (folder / "caption.txt").write_text(caption)
+    return root
+
+
 @pytest.fixture
 def workspace(tmp_path_factory, entry_point_plugins):
     entry_point_plugins("vist3a_wan", "vist3a_vggt")
@@ -37,7 +55,8 @@ def workspace(tmp_path_factory, entry_point_plugins):
     ws = root / "ws"
     assert main(["pair", f"wan:{root / 'tiny-wan'}", f"vggt:{REFERENCE / 'vggt-tiny-a'}", "--resolution", "32x48",
                  "--decoder-resolution", "28x42", "--frames", "5", "--out", str(ws)]) == 0  # fmt: skip
-    assert main(["stitch", "--pair", str(ws), "--data", "synthetic:2", "--layer", "enc_blocks_2", "--steps", "0",
+    data = image_sequences(root / "data", ["a red sphere", "a blue cube"])
+    assert main(["stitch", "--pair", str(ws), "--data", str(data), "--layer", "enc_blocks_2", "--steps", "0",
                  "--lora-rank", "2"]) == 0  # fmt: skip
     return ws
 
@@ -66,6 +85,25 @@ def test_alignment_trains_the_lora_and_resumes_exactly(workspace, tmp_path):
     assert [r["loss"] for r in resumed.history] == [r["loss"] for r in straight.history]
     again = load_file(tmp_path / "resumed" / "lora" / "adapter_model.safetensors")
     assert all(torch.equal(again[k], lora[k]) for k in lora)
+    lines = (tmp_path / "resumed" / "history.jsonl").read_text().splitlines()
+    assert [json.loads(line) for line in lines] == [{"step": i + 1, **r} for i, r in enumerate(straight.history)]
+    assert (tmp_path / "resumed" / "curves.png").read_bytes().startswith(b"\x89PNG")
+
+
+def test_denoising_loss_on_captioned_clips(workspace, tmp_path):
+    clips = open_clips(str(workspace.parent / "data"), frames=5, size=(32, 48))
+    pipeline = Vist3aPipeline.from_pair(workspace)
+    config = CONFIG.model_copy(update={"data_weight": 2.0, "steps": 2})
+    state = align(pipeline, {}, PromptSampler(["x"]), config, tmp_path / "run", data=clips)
+    assert all(r["loss"] == pytest.approx(2.0 * r["data"]) and r["data"] > 0 for r in state.history)
+    lora = load_file(tmp_path / "run" / "lora" / "adapter_model.safetensors")
+    assert any(k.endswith("lora_B.weight") and v.abs().sum() > 0 for k, v in lora.items())  # the data term trained it
+
+    uncaptioned = open_clips(str(image_sequences(tmp_path / "bare", [None])), frames=5, size=(32, 48))
+    with pytest.raises(InputError, match="no captions"):
+        align(pipeline, {}, PromptSampler(["x"]), config, tmp_path / "bare-run", data=uncaptioned)
+    with pytest.raises(InputError, match="needs captioned clips"):
+        align(pipeline, {}, PromptSampler(["x"]), config, tmp_path / "no-data")
 
 
 def test_alignment_bad_input(workspace, tmp_path):
@@ -101,9 +139,8 @@ def test_align_command(workspace, tmp_path, capsys, entry_point_plugins):
     assert "exists and is not an alignment run" in err and "min_steps <= max_steps" in err
 
 
-@pytest.mark.slow
-def test_two_process_alignment(workspace, tmp_path):
-    """torchrun with two gloo processes: both step with averaged gradients; only the main process saves."""
+def torchrun_align(workspace: Path, tmp_path: Path, out: str, *extra: str) -> None:
+    """``vist3a align`` under torchrun with two gloo processes; exactly one of them reports."""
     import os
     import socket
     import subprocess
@@ -116,9 +153,21 @@ def test_two_process_alignment(workspace, tmp_path):
     command = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-addr", "127.0.0.1",
                "--master-port", str(port), str(Path(__file__).with_name("distributed_align.py")), "align",
                "--pair", str(workspace), "--prompts", str(tmp_path / "prompts.txt"), "--reward", "fake-reward=1.0",
-               "--out", str(tmp_path / "run"), "--steps", "2", "--min-steps", "2", "--max-steps", "2", "--grad-steps", "0",
-               "--lora-rank", "2"]  # fmt: skip
+               "--out", str(tmp_path / out), "--steps", "2", "--min-steps", "2", "--max-steps", "2", "--grad-steps", "0",
+               "--lora-rank", "2", *extra]  # fmt: skip
     result = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.count("Aligned for 2 steps") == 1
-    assert load_file(tmp_path / "run" / "lora" / "adapter_model.safetensors")
+
+
+@pytest.mark.slow
+def test_two_process_alignment_ddp_and_fsdp_agree(workspace, tmp_path):
+    """Two processes with averaged gradients (DDP) and with the denoiser sharded (FSDP) train the same LoRA."""
+    torchrun_align(workspace, tmp_path, "ddp")
+    torchrun_align(workspace, tmp_path, "fsdp", "--fsdp")
+    for folder in ("lora", "lora_ema"):
+        ddp = load_file(tmp_path / "ddp" / folder / "adapter_model.safetensors")
+        fsdp = load_file(tmp_path / "fsdp" / folder / "adapter_model.safetensors")
+        assert ddp.keys() == fsdp.keys() and any(v.abs().sum() > 0 for k, v in ddp.items() if "lora_B" in k)
+        for key in ddp:
+            torch.testing.assert_close(fsdp[key], ddp[key], atol=1e-5, rtol=1e-4)

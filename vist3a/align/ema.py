@@ -7,6 +7,8 @@ from collections.abc import Mapping
 import torch
 from torch import Tensor, nn
 
+from vist3a import distributed
+
 
 class EMA:
     """Shadow copies of ``parameters``, updated with decay ``min((1 + s) / (10 + s), max_decay)`` at step ``s``.
@@ -37,12 +39,13 @@ class EMA:
             parameter.copy_(self.shadow[name].to(parameter.dtype))
 
     def state_dict(self) -> dict[str, Tensor]:
+        """The averages (sharded like the parameters under FSDP) and the step."""
         return {**{f"shadow.{k}": v for k, v in self.shadow.items()}, "step": torch.tensor(self.step)}
 
     def load_state_dict(self, state: Mapping[str, Tensor]) -> None:
         shadow = {k.removeprefix("shadow."): v for k, v in state.items() if k.startswith("shadow.")}
         if shadow.keys() != self.shadow.keys():
             raise ValueError("the saved EMA holds other parameters")
-        self.shadow = {k: v.float().clone() for k, v in shadow.items()}
+        self.shadow = {k: distributed.like(v.float().clone(), self.shadow[k]) for k, v in shadow.items()}
         self.step = int(state["step"])
 

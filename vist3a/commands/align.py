@@ -12,19 +12,20 @@ from vist3a import distributed
 from vist3a.align.lora import LoraOptions
 from vist3a.align.prompts import PromptSampler
 from vist3a.align.rollout import RolloutConfig
-from vist3a.align.trainer import STATE_FILE, AlignConfig
+from vist3a.align.trainer import CURVES_FILE, STATE_FILE, AlignConfig
 from vist3a.align.trainer import align as run_align
 from vist3a.commands.options import DeviceOpt, out, progress
 from vist3a.config import validate
 from vist3a.errors import InputError
+from vist3a.io.clips import open_clips
 from vist3a.pipeline import Vist3aPipeline
 from vist3a.prompts import load_prompts
 
 
 def align(
     prompts: Annotated[Path, typer.Option(help="Training prompts, one per line.", show_default=False)],
-    reward: Annotated[list[str], typer.Option(help="NAME=WEIGHT, repeatable (the paper: quality=0.0625, consistency=0.05).", show_default=False)],
     out_dir: Annotated[Path, typer.Option("--out", help="Run folder; rerunning the same command resumes it.", show_default=False)],
+    reward: Annotated[list[str], typer.Option(help="NAME=WEIGHT, repeatable (the paper: quality=0.0625, consistency=0.05).", show_default=False)] = [],  # noqa: B006
     pair: Annotated[str, typer.Option(help="A pairing workspace folder or a registry pairing id.")] = ".",
     steps: Annotated[int, typer.Option(min=1)] = 1000,
     lr: Annotated[float, typer.Option(min=0.0)] = 1e-4,
@@ -36,6 +37,9 @@ def align(
     grad_steps: Annotated[int, typer.Option(min=0, help="Random rollout steps with gradients, plus the last.")] = 2,
     checkpoint_every: Annotated[int, typer.Option(min=1)] = 50,
     seed: int = 0,
+    data: Annotated[str | None, typer.Option(help="Captioned clips for the denoising loss: a folder (a .txt caption beside each video) or SCHEME:ARG such as synthetic:64.", show_default=False)] = None,
+    data_weight: Annotated[float, typer.Option(min=0.0, help="Weight of the generator's own denoising loss on --data.")] = 0.0,
+    fsdp: Annotated[bool, typer.Option(help="Under torchrun/accelerate: shard the denoiser (FSDP) instead of replicating it.")] = False,
     gradient_checkpointing: Annotated[bool, typer.Option(help="Recompute the denoiser's blocks in the backward pass.")] = False,
     device: DeviceOpt = "cpu",
     dtype: Annotated[str, typer.Option(help="float32, float16 or bfloat16.")] = "float32",
@@ -46,6 +50,7 @@ def align(
         raise InputError(f"{out_dir} exists and is not an alignment run; choose a new folder")
     config = validate(AlignConfig, {
         "steps": steps, "lr": lr, "batch_size": batch_size, "checkpoint_every": checkpoint_every, "seed": seed,
+        "data_weight": data_weight, "parallel": "fsdp" if fsdp else "ddp",
         "lora": LoraOptions(rank=lora_rank, alpha=lora_alpha),
         "rollout": validate(RolloutConfig, {"min_steps": min_steps, "max_steps": max_steps, "grad_steps": grad_steps}, "rollout options"),
     }, "align options")  # fmt: skip
@@ -58,15 +63,16 @@ def align(
         if not hasattr(denoiser, "enable_gradient_checkpointing"):
             raise InputError(f"{pipeline.generator.name}'s denoiser does not support gradient checkpointing")
         denoiser.enable_gradient_checkpointing()
+    clips = None if data is None else open_clips(data, frames=pipeline.frames, size=pipeline.resolution, seed=seed)
     with progress() as bar:
         task = bar.add_task("align", total=steps)
-        state = run_align(pipeline, rewards, sampler, config, out_dir,
+        state = run_align(pipeline, rewards, sampler, config, out_dir, data=clips,
                           on_step=lambda step, record: bar.update(task, completed=step, description=f"align loss {record['loss']:.4g}"))  # fmt: skip
     if not distributed.is_main():
         return
     final = state.history[-1]["loss"] if state.history else float("nan")
     out.print(f"Aligned for {state.step} steps (final loss {final:.4g}, {state.skipped} non-finite steps skipped); "
-              f"LoRA in {out_dir / 'lora'}, EMA in {out_dir / 'lora_ema'}")  # fmt: skip
+              f"LoRA in {out_dir / 'lora'}, EMA in {out_dir / 'lora_ema'}, curves in {out_dir / CURVES_FILE}")  # fmt: skip
 
 
 def _weights(values: list[str]) -> dict[str, float]:

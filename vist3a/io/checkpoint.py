@@ -16,6 +16,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save, save_file
 from torch import Tensor, nn
 
+from vist3a import distributed
 from vist3a.config import StrictModel, validate
 from vist3a.errors import CheckpointError
 from vist3a.io.atomic import atomic_directory, atomic_write_bytes
@@ -174,8 +175,9 @@ def restore_training(tensors: Mapping[str, Tensor], params: Mapping[str, nn.Para
         raise CheckpointError(f"{source}: saved for other trainable parameters; delete it to start over")
     with torch.no_grad():
         for name, parameter in params.items():
-            parameter.copy_(tensors[f"param.{name}"])
+            parameter.copy_(distributed.like(tensors[f"param.{name}"], parameter))
             saved = {k.rsplit(".", 1)[1]: v for k, v in tensors.items() if k.rsplit(".", 1)[0] == f"optim.{name}"}
             if saved:
-                optimizer.state[parameter] = {k: v.to(parameter.device) if v.ndim else v for k, v in saved.items()}
+                optimizer.state[parameter] = {k: distributed.like(v.to(parameter.device), parameter) if v.ndim else v
+                                              for k, v in saved.items()}  # fmt: skip
     torch.set_rng_state(tensors["rng.torch"])

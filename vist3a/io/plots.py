@@ -35,6 +35,17 @@ def plot_losses(history: Sequence[Mapping[str, float]], path: Path) -> None:
     _save(figure, path)
 
 
+def plot_curves(history: Sequence[Mapping[str, float]], path: Path) -> None:
+    """One panel per recorded value (loss, each reward, ...) against the step, on a linear scale."""
+    keys = list(history[0])
+    figure, axes = _figure(len(keys), width=7.0)
+    for axis, key in zip(axes, keys):
+        axis.plot([record[key] for record in history], linewidth=1)
+        axis.set_ylabel(key)
+    axes[-1].set_xlabel("step")
+    _save(figure, path)
+
+
 def _figure(rows: int, width: float):
     import matplotlib
 
