@@ -47,18 +47,22 @@ def image_sequences(root: Path, captions: list[str | None]) -> Path:
     return root
 
 
-@pytest.fixture
-def workspace(tmp_path_factory, entry_point_plugins):
-    entry_point_plugins("vist3a_wan", "vist3a_vggt")
-    root = tmp_path_factory.mktemp("align")
+def make_workspace(root: Path, decoder: str) -> Path:
+    """A tiny Wan paired with a tiny reference decoder and stitched by the closed form alone."""
     vist3a_wan.tiny_pipeline(seed=0).save_pretrained(root / "tiny-wan")
     ws = root / "ws"
-    assert main(["pair", f"wan:{root / 'tiny-wan'}", f"vggt:{REFERENCE / 'vggt-tiny-a'}", "--resolution", "32x48",
+    assert main(["pair", f"wan:{root / 'tiny-wan'}", f"{decoder}:{REFERENCE / f'{decoder}-tiny-a'}", "--resolution", "32x48",
                  "--decoder-resolution", "28x42", "--frames", "5", "--out", str(ws)]) == 0  # fmt: skip
     data = image_sequences(root / "data", ["a red sphere", "a blue cube"])
     assert main(["stitch", "--pair", str(ws), "--data", str(data), "--layer", "enc_blocks_2", "--steps", "0",
                  "--lora-rank", "2"]) == 0  # fmt: skip
     return ws
+
+
+@pytest.fixture
+def workspace(tmp_path_factory, entry_point_plugins):
+    entry_point_plugins("vist3a_wan", "vist3a_vggt")
+    return make_workspace(tmp_path_factory.mktemp("align"), "vggt")
 
 
 def run(workspace, directory, config=CONFIG, on_step=None):
@@ -130,6 +134,8 @@ def test_align_command(workspace, tmp_path, capsys, entry_point_plugins):
     assert main(resumed) == 0 and "Aligned for 3 steps" in capsys.readouterr().out  # its own run folder is accepted
     (tmp_path / "mine").mkdir()
     bad = {"--reward": "fake-reward", "--out": str(tmp_path / "mine"), "--max-steps": "1"}
+    for option in ["fake-reward", "other.x=1", "fake-reward.bogus=1"]:
+        assert main([*argv, "--reward-option", option]) == 2, option
     for flag, value in bad.items():
         broken = list(argv)
         broken[broken.index(flag) + 1] = value
@@ -137,6 +143,19 @@ def test_align_command(workspace, tmp_path, capsys, entry_point_plugins):
     err = capsys.readouterr().err
     assert "--reward 'fake-reward': expected NAME=WEIGHT" in err
     assert "exists and is not an alignment run" in err and "min_steps <= max_steps" in err
+    assert "expected NAME.KEY=VALUE" in err and "'other' is not one of the --reward names" in err and "bogus" in err
+
+
+def test_align_command_with_the_paper_consistency_reward(tmp_path, entry_point_plugins):
+    """The real consistency reward on a stitched AnySplat, without LPIPS (lpips_weight=0 through --reward-option)."""
+    entry_point_plugins("vist3a_wan", "vist3a_vggt", "vist3a_anysplat", "vist3a_rewards")
+    workspace = make_workspace(tmp_path, "anysplat")
+    (tmp_path / "prompts.txt").write_text("a red sphere\n")
+    assert main(["align", "--pair", str(workspace), "--prompts", str(tmp_path / "prompts.txt"), "--out", str(tmp_path / "run"),
+                 "--reward", "consistency=1.0", "--reward-option", "consistency.lpips_weight=0", "--steps", "1",
+                 "--min-steps", "2", "--max-steps", "2", "--grad-steps", "0", "--lora-rank", "2", "--lr", "0.01"]) == 0  # fmt: skip
+    record = json.loads((tmp_path / "run" / "history.jsonl").read_text())
+    assert record["consistency"] < 0 and record["loss"] == pytest.approx(-record["consistency"])
 
 
 def torchrun_align(workspace: Path, tmp_path: Path, out: str, *extra: str) -> None:

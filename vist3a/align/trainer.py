@@ -32,7 +32,7 @@ STATE_FILE, LORA_DIR, EMA_DIR = "align_state.safetensors", "lora", "lora_ema"
 HISTORY_FILE, CURVES_FILE = "history.jsonl", "curves.png"
 DATA_LOSS = "data"
 """The history key of the denoising loss on captioned clips."""
-RESUMABLE_CHANGES = {"steps", "checkpoint_every"}
+RESUMABLE_CHANGES = {"steps", "checkpoint_every", "parallel"}
 """Settings a resumed run may change."""
 
 

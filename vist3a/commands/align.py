@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
+import yaml
 
 import vist3a
 from vist3a import distributed
@@ -37,6 +38,7 @@ def align(
     grad_steps: Annotated[int, typer.Option(min=0, help="Random rollout steps with gradients, plus the last.")] = 2,
     checkpoint_every: Annotated[int, typer.Option(min=1)] = 50,
     seed: int = 0,
+    reward_option: Annotated[list[str], typer.Option(help="NAME.KEY=VALUE, repeatable: a reward's config value, e.g. consistency.lpips_weight=0.", show_default=False)] = [],  # noqa: B006
     data: Annotated[str | None, typer.Option(help="Captioned clips for the denoising loss: a folder (a .txt caption beside each video) or SCHEME:ARG such as synthetic:64.", show_default=False)] = None,
     data_weight: Annotated[float, typer.Option(min=0.0, help="Weight of the generator's own denoising loss on --data.")] = 0.0,
     fsdp: Annotated[bool, typer.Option(help="Under torchrun/accelerate: shard the denoiser (FSDP) instead of replicating it.")] = False,
@@ -56,7 +58,8 @@ def align(
     }, "align options")  # fmt: skip
     sampler = PromptSampler(load_prompts(prompts), seed=seed)
     _, _, device = distributed.setup(device)
-    rewards = {name: (vist3a.load_reward(name, device=device), weight) for name, weight in weights.items()}
+    options = _reward_options(reward_option, weights)
+    rewards = {name: (vist3a.load_reward(name, device=device, **options.get(name, {})), weight) for name, weight in weights.items()}
     pipeline = Vist3aPipeline.from_pair(pair, device=device, dtype=dtype)
     if gradient_checkpointing:
         denoiser = pipeline.generator.trainable()
@@ -86,3 +89,20 @@ def _weights(values: list[str]) -> dict[str, float]:
         if not sep or not name.strip():
             raise InputError(f"--reward {value!r}: expected NAME=WEIGHT, e.g. consistency=0.05")
     return weights
+
+
+def _reward_options(values: list[str], weights: dict[str, float]) -> dict[str, dict[str, Any]]:
+    """``NAME.KEY=VALUE`` strings -> ``{name: {key: value}}``; values are YAML scalars (``0``, ``true``, ``alex``)."""
+    options: dict[str, dict[str, Any]] = {}
+    for value in values:
+        target, sep, raw = value.partition("=")
+        name, dot, key = target.strip().partition(".")
+        if not sep or not dot or not key:
+            raise InputError(f"--reward-option {value!r}: expected NAME.KEY=VALUE, e.g. consistency.lpips_weight=0")
+        if name not in weights:
+            raise InputError(f"--reward-option {value!r}: {name!r} is not one of the --reward names ({', '.join(weights) or 'none'})")
+        try:
+            options.setdefault(name, {})[key] = yaml.safe_load(raw)
+        except yaml.YAMLError:
+            raise InputError(f"--reward-option {value!r}: the value is not a YAML scalar") from None
+    return options
