@@ -6,6 +6,7 @@ from collections.abc import Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
+import vist3a_synth
 from torch import Tensor, nn
 
 from vist3a.config import ComponentConfig
@@ -145,6 +146,11 @@ class FakePlugin:
     @hookimpl
     def register_rewards(self, register):
         register(RewardSpec("fake-reward", "A fake reward", lambda cfg: FakeReward()))
+
+    @hookimpl
+    def register_data_sources(self, register):
+        """The tests' clips come from the real synthetic world (pure torch, no weights): its ``synthetic`` source."""
+        vist3a_synth.register_data_sources(register)
 
     @hookimpl
     def register_commands(self, app):

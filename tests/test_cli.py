@@ -38,6 +38,7 @@ def test_plugins_lists_the_fake_plugin(capsys):
         "generators": ["fake-generator"],
         "decoders": ["fake-decoder"],
         "rewards": ["fake-reward"],
+        "data_sources": ["synthetic"],
         "commands": ["fake-hello"],
     }
     code, out, _ = run(capsys, "plugins")

@@ -1,12 +1,15 @@
-"""Clip data: image folders, videos, synthetic scenes, resizing, and bad sources."""
+"""Clip data: image folders, videos, registered data sources, captions, resizing, and bad sources."""
 
 import pytest
 import torch
 from PIL import Image
+from torch.utils.data import Dataset, Subset
 
 from vist3a.errors import InputError
-from vist3a.io.clips import open_clips, resize_crop
+from vist3a.hookspecs import hookimpl
+from vist3a.io.clips import FolderClips, caption_of, open_clips, resize_crop
 from vist3a.io.video import write_video
+from vist3a.specs import DataSourceSpec
 
 
 def _image_folder(root, n, shape=(24, 40)):
@@ -58,20 +61,73 @@ def test_resize_crop_covers_then_centres():
     assert out[..., [0, -1]].min() > 0
 
 
-def test_synthetic_clips_are_deterministic_and_move():
-    a, b = open_clips("synthetic:3", frames=5, size=(32, 32), seed=1), open_clips("synthetic:3", frames=5, size=(32, 32), seed=1)
-    assert len(a) == 3 and torch.equal(a[2], b[2])
-    assert a[0].shape == (3, 5, 32, 32) and a[0].min() >= -1 and a[0].max() <= 1
-    assert not torch.equal(a[0][:, 0], a[0][:, -1]) and not torch.equal(a[0], a[1])
+class _Constant(Dataset):
+    """A registered source's dataset: ``const:V`` gives two clips of value V (and remembers how it was opened)."""
+
+    def __init__(self, arg, **options):
+        if not arg.lstrip("-").replace(".", "", 1).isdigit():
+            raise InputError(f"invalid data source 'const:{arg}'; expected const:VALUE")
+        self.value, self.options = float(arg), options
+
+    def __len__(self):
+        return 2
+
+    def __getitem__(self, i):
+        return torch.full((3, self.options["frames"], *self.options["size"]), self.value)
 
 
-@pytest.mark.parametrize(
-    ("source", "message"),
-    [("synthetic:x", "expected synthetic:N"), ("synthetic:0", "expected synthetic:N"), ("/nonexistent/data", "no such data folder")],
-)
+class _ConstantPlugin:
+    @hookimpl
+    def register_data_sources(self, register):
+        register(DataSourceSpec("const", _Constant, "const:VALUE"))
+
+
+@pytest.fixture
+def const(plugins):
+    plugins.add(_ConstantPlugin(), "const")
+    return plugins
+
+
+def test_a_registered_scheme_opens_through_its_plugin(const):
+    clips = open_clips("const:0.5", frames=3, size=(4, 6), step=2, seed=7)
+    assert isinstance(clips, _Constant) and clips.options == {"frames": 3, "size": (4, 6), "step": 2, "seed": 7}
+    assert torch.equal(clips[1], torch.full((3, 3, 4, 6), 0.5))
+    with pytest.raises(InputError, match="expected const:VALUE"):
+        open_clips("const:bright", frames=3, size=(4, 6))
+
+
+def test_unknown_scheme_lists_the_known_ones(const):
+    with pytest.raises(InputError, match=r"no plugin provides the scheme 'nosuch'; known: const \(const:VALUE\); synthetic"):
+        open_clips("nosuch:3", frames=5, size=(16, 16))
+
+
+def test_an_existing_path_with_a_colon_is_a_folder(tmp_path, const):
+    _image_folder(tmp_path / "const:1" / "scene", 3)
+    clips = open_clips(str(tmp_path / "const:1"), frames=3, size=(8, 8))
+    assert isinstance(clips, FolderClips) and len(clips) == 1
+
+
+@pytest.mark.parametrize(("source", "message"), [("/nonexistent/data", "no such data folder"), ("C:/data", "no such data folder")])
 def test_bad_sources(source, message):
     with pytest.raises(InputError, match=message):
         open_clips(source, frames=5, size=(16, 16))
+
+
+def test_sidecar_captions(tmp_path):
+    _image_folder(tmp_path / "data" / "a_images", 3)
+    (tmp_path / "data" / "a_images" / "caption.txt").write_text("  a red sphere\n")
+    _image_folder(tmp_path / "data" / "b_images", 3)  # no caption
+    frames = torch.zeros(3, 3, 8, 8)
+    write_video(tmp_path / "data" / "c.mp4", frames)
+    (tmp_path / "data" / "c.txt").write_text("a blue cube\n")
+    write_video(tmp_path / "data" / "d.mp4", frames)
+    clips = open_clips(str(tmp_path / "data"), frames=3, size=(8, 8))
+    assert [caption_of(clips, i) for i in range(4)] == ["a red sphere", None, "a blue cube", None]
+    assert caption_of(Subset(clips, [2, 0]), 0) == "a blue cube"
+
+
+def test_a_dataset_without_captions_has_none(const):
+    assert caption_of(open_clips("const:1", frames=1, size=(2, 2)), 0) is None
 
 
 def test_empty_folder_and_unreadable_video(tmp_path):

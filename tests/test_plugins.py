@@ -15,7 +15,7 @@ from vist3a.config import ComponentConfig
 from vist3a.errors import PluginError, UnknownPluginError
 from vist3a.hookspecs import hookimpl
 from vist3a.plugins import Plugins, get_plugins, set_plugins
-from vist3a.specs import DecoderSpec, GeneratorSpec, RewardSpec
+from vist3a.specs import DataSourceSpec, DecoderSpec, GeneratorSpec, RewardSpec
 
 HOOKS = sorted(n for n in dir(hookspecs) if n.startswith("register_"))
 
@@ -60,6 +60,13 @@ def test_hook_register_rewards(plugins):
     assert list(plugins.registrations("rewards")) == ["fake-reward"]
 
 
+def test_hook_register_data_sources(plugins):
+    (scheme,) = plugins.data_sources()
+    registration = plugins.data_sources()[scheme]
+    assert (scheme, registration.plugin, registration.spec.scheme) == ("synthetic", "fakes", "synthetic")
+    assert isinstance(registration.spec, DataSourceSpec) and callable(registration.spec.open)
+
+
 def test_hook_register_commands(plugins):
     import typer
 
@@ -94,6 +101,29 @@ def test_invalid_registration_is_rejected_with_the_plugin_name(spec, message):
     plugins = _fresh(_plugin("register_generators", spec))
     with pytest.raises(PluginError, match=rf"plugin 'p0'.*{re.escape(message)}"):
         plugins.registrations("generators")
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        (RewardSpec("r", "d", lambda c: None), "register_data_sources expects a DataSourceSpec"),
+        (DataSourceSpec("Web", lambda arg, **kw: None, "web:URL"), "invalid scheme 'Web'"),
+        (DataSourceSpec("c", lambda arg, **kw: None, "c:X"), "invalid scheme 'c'"),  # one letter reads as a drive
+        (DataSourceSpec("a:b", lambda arg, **kw: None, "a:b"), "invalid scheme 'a:b'"),
+        (DataSourceSpec("web", "not callable", "web:URL"), "'web'.open is not callable"),
+    ],
+)
+def test_invalid_data_source_is_rejected_with_the_plugin_name(spec, message):
+    plugins = _fresh(_plugin("register_data_sources", spec))
+    with pytest.raises(PluginError, match=rf"plugin 'p0'.*{re.escape(message)}"):
+        plugins.data_sources()
+
+
+def test_duplicate_scheme_names_both_plugins():
+    spec = DataSourceSpec("web", lambda arg, **kw: None, "web:URL")
+    plugins = _fresh(_plugin("register_data_sources", spec), _plugin("register_data_sources", spec))
+    with pytest.raises(PluginError, match="data source 'web' is registered by both 'p0' and 'p1'"):
+        plugins.data_sources()
 
 
 def test_a_crashing_hook_is_attributed_to_its_plugin():

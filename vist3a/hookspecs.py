@@ -26,5 +26,10 @@ def register_rewards(register: Any) -> None:
 
 
 @hookspec
+def register_data_sources(register: Any) -> None:
+    """Call ``register(DataSourceSpec(...))`` once for each ``--data`` scheme (``synthetic:N``) the plugin provides."""
+
+
+@hookspec
 def register_commands(app: Any) -> None:
     """Add commands to the ``vist3a`` typer app with ``app.command()``."""

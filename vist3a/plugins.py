@@ -21,10 +21,11 @@ import pluggy
 from vist3a import hookspecs
 from vist3a.config import ComponentConfig
 from vist3a.errors import PluginError, UnknownPluginError, Vist3aError
-from vist3a.specs import ComponentSpec, DecoderSpec, GeneratorSpec, RewardSpec
+from vist3a.specs import ComponentSpec, DataSourceSpec, DecoderSpec, GeneratorSpec, RewardSpec
 
 ENTRY_POINT_GROUP = "vist3a"
 NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._+-]*$")
+SCHEME_PATTERN = re.compile(r"^[a-z][a-z0-9+.-]+$")  # two characters at least: C:\data is a path
 Kind = Literal["generators", "decoders", "rewards"]
 SPEC_TYPES: dict[Kind, type[ComponentSpec]] = {
     "generators": GeneratorSpec,
@@ -38,7 +39,7 @@ logger = logging.getLogger("vist3a")
 class Registration:
     """A spec together with the plugin that registered it."""
 
-    spec: ComponentSpec
+    spec: ComponentSpec | DataSourceSpec
     plugin: str
 
 
@@ -60,7 +61,7 @@ class Plugins:
         self.pm = pluggy.PluginManager(ENTRY_POINT_GROUP)
         self.pm.add_hookspecs(hookspecs)
         self.infos: dict[str, PluginInfo] = {}
-        self._registrations: dict[Kind, dict[str, Registration]] = {}
+        self._registrations: dict[str, dict[str, Registration]] = {}
         if os.environ.get("VIST3A_TRACE_PLUGINS", "").strip() not in {"", "0"}:
             self.pm.add_hookcall_monitoring(_trace_before, _trace_after)
 
@@ -125,12 +126,20 @@ class Plugins:
 
     def registrations(self, kind: Kind) -> dict[str, Registration]:
         """Every spec of ``kind`` that the loaded plugins register, by name."""
-        if kind not in self._registrations:
+        return self._collect(f"register_{kind}", partial(_record, kind))
+
+    def data_sources(self) -> dict[str, Registration]:
+        """Every :class:`DataSourceSpec` that the loaded plugins register, by scheme."""
+        return self._collect("register_data_sources", _record_source)
+
+    def _collect(self, hook_name: str, record: Callable[..., None]) -> dict[str, Registration]:
+        """Call ``hook_name`` on every plugin with a ``register`` that ``record``s into one dict (cached)."""
+        if hook_name not in self._registrations:
             found: dict[str, Registration] = {}
-            for plugin, call in self.hook_callers(f"register_{kind}"):
-                call(register=partial(_record, found, kind, plugin=plugin))
-            self._registrations[kind] = found
-        return dict(self._registrations[kind])
+            for plugin, call in self.hook_callers(hook_name):
+                call(register=partial(record, found, plugin=plugin))
+            self._registrations[hook_name] = found
+        return dict(self._registrations[hook_name])
 
     def get(self, kind: Kind, name: str) -> Registration:
         found = self.registrations(kind)
@@ -150,7 +159,7 @@ def _attributed(caller: Callable[..., Any], plugin: str, hook_name: str, **kwarg
         raise PluginError(f"plugin {plugin!r} failed in {hook_name}: {type(exc).__name__}: {exc}") from exc
 
 
-def _record(found: dict[str, Registration], kind: Kind, spec: Any, *, plugin: str) -> None:
+def _record(kind: Kind, found: dict[str, Registration], spec: Any, *, plugin: str) -> None:
     """The ``register`` callback: validate one spec and attribute it to its plugin."""
     expected = SPEC_TYPES[kind]
     if not isinstance(spec, expected):
@@ -161,9 +170,25 @@ def _record(found: dict[str, Registration], kind: Kind, spec: Any, *, plugin: st
         raise PluginError(f"plugin {plugin!r}: {spec.name!r}.config must subclass vist3a.config.ComponentConfig")
     if not callable(spec.factory):
         raise PluginError(f"plugin {plugin!r}: {spec.name!r}.factory is not callable")
-    if spec.name in found:
-        raise PluginError(f"{kind[:-1]} {spec.name!r} is registered by both {found[spec.name].plugin!r} and {plugin!r}")
-    found[spec.name] = Registration(spec, plugin)
+    _claim(found, kind[:-1], spec.name, Registration(spec, plugin))
+
+
+def _record_source(found: dict[str, Registration], spec: Any, *, plugin: str) -> None:
+    """The ``register`` callback of ``register_data_sources``."""
+    if not isinstance(spec, DataSourceSpec):
+        raise PluginError(f"plugin {plugin!r} registered {spec!r}; register_data_sources expects a DataSourceSpec")
+    if not SCHEME_PATTERN.match(spec.scheme):
+        raise PluginError(f"plugin {plugin!r}: invalid scheme {spec.scheme!r} (a lowercase letter, then letters, digits, + . -)")
+    if not callable(spec.open):
+        raise PluginError(f"plugin {plugin!r}: data source {spec.scheme!r}.open is not callable")
+    _claim(found, "data source", spec.scheme, Registration(spec, plugin))
+
+
+def _claim(found: dict[str, Registration], what: str, key: str, registration: Registration) -> None:
+    """Add ``registration`` under ``key``; a key two plugins register is an error naming both."""
+    if key in found:
+        raise PluginError(f"{what} {key!r} is registered by both {found[key].plugin!r} and {registration.plugin!r}")
+    found[key] = registration
 
 
 def _trace_before(hook_name: str, impls: list[pluggy.HookImpl], kwargs: dict[str, Any]) -> None:

@@ -6,6 +6,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
+from torch.utils.data import Dataset
+
 from vist3a.config import ComponentConfig
 
 C = TypeVar("C", bound=ComponentConfig)
@@ -40,3 +42,15 @@ class DecoderSpec(ComponentSpec[C]):
 @dataclass(frozen=True)
 class RewardSpec(ComponentSpec[C]):
     """Registers a :class:`~vist3a.protocols.Reward`."""
+
+
+@dataclass(frozen=True)
+class DataSourceSpec:
+    """A scheme of clip data: ``--data SCHEME:ARG`` opens a dataset (see :func:`vist3a.io.clips.open_clips`)."""
+
+    scheme: str
+    """The part before the first ``:`` (lowercase letter, then letters, digits or ``+ . -``; two characters at least)."""
+    open: Callable[..., Dataset]
+    """``open(arg, *, frames, size, step, seed)`` -> clips ``[3,T,H,W]`` in [-1,1]; raises InputError on a bad ``arg``."""
+    help: str
+    """The grammar of ``SCHEME:ARG`` in a few words, e.g. ``synthetic:N[:train|val|test]``; shown in errors."""

@@ -33,6 +33,8 @@ def plugin_rows(plugins: Plugins) -> list[dict[str, Any]]:
     for kind in SPEC_TYPES:
         for name, registration in sorted(plugins.registrations(kind).items()):
             provides[registration.plugin].setdefault(kind, []).append(name)
+    for scheme, registration in sorted(plugins.data_sources().items()):
+        provides[registration.plugin].setdefault("data_sources", []).append(scheme)
     for plugin, commands in _commands_by_plugin(plugins).items():
         provides[plugin]["commands"] = commands
     return [

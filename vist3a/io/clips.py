@@ -1,35 +1,54 @@
-"""Clips of ordered frames for stitching and alignment: video files, image folders or ``synthetic:N`` scenes.
+"""Clips of ordered frames for stitching and alignment: video files, image folders or a plugin's data source.
 
-Every clip is ``[3,T,H,W]`` in [-1,1], frames in video order (a causal video VAE needs smooth, ordered views).
+The contract of a clip dataset: item ``i`` is a ``Tensor [3,T,H,W]`` in [-1,1], frames in video order (a causal video
+VAE needs smooth, ordered views). A dataset that knows captions also has ``caption(i) -> str | None``; read it with
+:func:`caption_of`, which also sees through ``torch.utils.data.Subset``.
+
+Sources: ``SCHEME:ARG`` where a plugin registers ``SCHEME`` (``register_data_sources``, e.g. ``synthetic:8`` from
+vist3a_synth), or a folder of videos and/or image folders (:class:`FolderClips`).
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, Subset
 
 from vist3a.errors import InputError
 from vist3a.io.video import VIDEO_SUFFIXES, count_frames, read_frames
+from vist3a.plugins import SCHEME_PATTERN, get_plugins
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp"}
 
 
 def open_clips(source: str, *, frames: int, size: tuple[int, int], step: int = 1, seed: int = 0) -> Dataset:
-    """``synthetic:N`` or a folder holding videos and/or folders of images (one sequence each)."""
+    """Clips of ``frames`` frames at ``size`` (H, W) from ``SCHEME:ARG`` (a registered data source) or a folder.
+
+    A registered scheme gets ``open(ARG, frames=, size=, step=, seed=)``; an unknown scheme is an InputError listing
+    the known ones, unless ``source`` is an existing path. Folders hold videos and/or image folders, one sequence each.
+    """
     if frames < 1 or step < 1:
         raise InputError(f"frames and step must be positive, got {frames} and {step}")
-    if source.startswith("synthetic:"):
-        count = source.split(":", 1)[1]
-        if not count.isdigit() or int(count) < 1:
-            raise InputError(f"invalid data source {source!r}; expected synthetic:N with N >= 1")
-        return SyntheticClips(int(count), frames, size, seed)
+    scheme, colon, arg = source.partition(":")
+    if colon and SCHEME_PATTERN.match(scheme) and not Path(source).exists():
+        sources = get_plugins().data_sources()
+        if scheme not in sources:
+            known = "; ".join(f"{name} ({r.spec.help})" for name, r in sorted(sources.items())) or "none"  # type: ignore[union-attr]
+            raise InputError(f"unknown data source {source!r}: no plugin provides the scheme {scheme!r}; known: {known}")
+        return sources[scheme].spec.open(arg, frames=frames, size=size, step=step, seed=seed)  # type: ignore[union-attr]
     return FolderClips(Path(source), frames, size, step)
+
+
+def caption_of(dataset: Dataset, i: int) -> str | None:
+    """The caption of clip ``i`` if ``dataset`` (or the dataset under a Subset) has ``caption(i)``, else None."""
+    if isinstance(dataset, Subset):
+        return caption_of(dataset.dataset, dataset.indices[i])
+    caption = getattr(dataset, "caption", None)
+    return caption(i) if callable(caption) else None
 
 
 def resize_crop(frames: Tensor, size: tuple[int, int]) -> Tensor:
@@ -59,7 +78,10 @@ class _Window:
 
 
 class FolderClips(Dataset):
-    """Non-overlapping windows of ``frames`` frames (every ``step``-th) from each video or image folder."""
+    """Non-overlapping windows of ``frames`` frames (every ``step``-th) from each video or image folder.
+
+    Captions come from a sidecar text file: ``<video stem>.txt`` beside a video, ``caption.txt`` inside an image folder.
+    """
 
     def __init__(self, root: Path, frames: int, size: tuple[int, int], step: int = 1) -> None:
         if not root.is_dir():
@@ -86,6 +108,12 @@ class FolderClips(Dataset):
             frames = read_frames(window.sequence, window.indices)
         return resize_crop(frames, self.size)
 
+    def caption(self, i: int) -> str | None:
+        """The stripped text of clip ``i``'s sidecar caption file, or None without one."""
+        sequence = self.windows[i].sequence
+        path = sequence / "caption.txt" if sequence.is_dir() else sequence.with_suffix(".txt")
+        return path.read_text(encoding="utf-8").strip() if path.is_file() else None
+
 
 def _sequences(root: Path) -> list[tuple[Path, int]]:
     """(video file or image folder, frame count) for every sequence under ``root`` (sorted by path)."""
@@ -111,54 +139,3 @@ def _read_image(path: Path) -> Tensor:
             return array.reshape(image.height, image.width, 3).permute(2, 0, 1)
     except OSError as exc:
         raise InputError(f"{path}: not a readable image: {exc}") from None
-
-
-class SyntheticClips(Dataset):
-    """Procedural scenes (coloured spheres on a checkerboard floor) seen by an orbiting camera; deterministic."""
-
-    def __init__(self, count: int, frames: int, size: tuple[int, int], seed: int = 0) -> None:
-        self.count, self.frames, self.size, self.seed = count, frames, size, seed
-
-    def __len__(self) -> int:
-        return self.count
-
-    def __getitem__(self, i: int) -> Tensor:
-        g = torch.Generator().manual_seed(self.seed * 100_003 + i)
-        n = int(torch.randint(1, 4, (), generator=g))
-        centres = torch.cat([(torch.rand(n, 2, generator=g) - 0.5) * 2, torch.zeros(n, 1)], dim=1)
-        radii = 0.3 + 0.4 * torch.rand(n, generator=g)
-        centres[:, 2] = radii  # resting on the floor z = 0
-        colours = torch.rand(n, 3, generator=g)
-        start, sweep = float(torch.rand((), generator=g)) * 2 * math.pi, 0.6 + 0.6 * float(torch.rand((), generator=g))
-        height = 1.0 + float(torch.rand((), generator=g))
-        angles = start + sweep * torch.linspace(0, 1, self.frames)
-        views = [_render(self.size, a, height, centres, radii, colours) for a in angles.tolist()]
-        return torch.stack(views, dim=1) * 2 - 1
-
-
-def _render(size: tuple[int, int], angle: float, height: float, centres: Tensor, radii: Tensor, colours: Tensor) -> Tensor:
-    """Ray-cast one ``[3,H,W]`` view in [0,1] from a camera at ``angle`` on a circle, looking at the origin."""
-    h, w = size
-    eye = torch.tensor([4 * math.cos(angle), 4 * math.sin(angle), height])
-    forward = -eye / eye.norm()
-    right = torch.linalg.cross(forward, torch.tensor([0.0, 0.0, 1.0]))
-    right = right / right.norm()
-    up = torch.linalg.cross(right, forward)
-    ys, xs = torch.meshgrid(torch.linspace(1, -1, h) * h / w, torch.linspace(-1, 1, w), indexing="ij")
-    rays = forward + 0.6 * (xs[..., None] * right + ys[..., None] * up)
-    rays = rays / rays.norm(dim=-1, keepdim=True)  # [H,W,3]
-    depth = torch.where(rays[..., 2] < 0, -eye[2] / rays[..., 2], torch.full_like(rays[..., 2], math.inf))
-    hit = eye + depth[..., None] * rays
-    checker = ((hit[..., 0].floor() + hit[..., 1].floor()) % 2).clamp(0, 1)[..., None]
-    image = torch.where(depth[..., None].isfinite(), 0.35 + 0.3 * checker, torch.tensor([0.55, 0.7, 0.9]))
-    for centre, radius, colour in zip(centres, radii, colours):
-        oc = eye - centre
-        b = (rays * oc).sum(-1)
-        disc = b * b - (oc * oc).sum() + radius * radius
-        t = -b - disc.clamp_min(0).sqrt()
-        visible = (disc > 0) & (t > 0) & (t < depth)
-        normal = (eye + t[..., None] * rays - centre) / radius
-        shade = 0.25 + 0.75 * (normal @ torch.tensor([0.4, 0.3, 0.87])).clamp_min(0)
-        image = torch.where(visible[..., None], colour * shade[..., None], image)
-        depth = torch.where(visible, t, depth)
-    return image.permute(2, 0, 1)

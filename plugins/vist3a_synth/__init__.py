@@ -1,0 +1,26 @@
+"""vist3a_synth: a procedural world of coloured primitives with exact ground truth (``synthetic:N`` data, ``vist3a synth``).
+
+See docs/synth.md. Modules: world (scenes, splits), captions (grammar), cameras (paths), raycast (renderer), data
+(the ``synthetic`` data source), cli (the ``vist3a synth`` commands).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from vist3a.hookspecs import hookimpl
+from vist3a.specs import DataSourceSpec
+
+
+@hookimpl
+def register_data_sources(register: Any) -> None:
+    from vist3a_synth.data import GRAMMAR, open_synthetic
+
+    register(DataSourceSpec(scheme="synthetic", open=open_synthetic, help=GRAMMAR))
+
+
+@hookimpl
+def register_commands(app: Any) -> None:
+    from vist3a_synth.cli import app as synth
+
+    app.add_typer(synth, name="synth")
