@@ -7,8 +7,8 @@ throughout; a tiny UMT5 stands in for the text encoder (the prompt embedding is 
 
 Configs: ``tiny`` (the tests' tiny Wan + the vggt-tiny-a architecture, 5 x 32 x 48), ``mid`` (a 4-layer, 384-wide
 Wan DiT, a 32-channel Wan VAE, a 4 + 4 block 256-wide VGGT, 9 x 128 x 128) and ``full`` (Wan2.1-1.3B's DiT and VAE,
-VGGT-1B, ``--frames`` x ``--size`` x ``--size``; needs a GPU). Checkpointing: none; the DiT's blocks (what
-``vist3a align --gradient-checkpointing`` does); the DiT plus the checkpointed VAE decode. Each case runs in a fresh
+VGGT-1B, ``--frames`` x ``--size`` x ``--size``; needs a GPU). Checkpointing: none; the DiT's blocks; the DiT plus the
+checkpointed VAE decode (what ``vist3a align --gradient-checkpointing`` does). Each case runs in a fresh
 process; peak memory is the rise above the loaded models (CPU: peak resident memory; CUDA: max_memory_allocated).
 
     python benchmarks/bench_align.py                                          # CPU: tiny and mid
@@ -106,10 +106,12 @@ def _count(module: Any) -> str:
 
 
 def enable_checkpointing(pipeline: Any, mode: str) -> None:
-    """``DiT``: as ``vist3a align --gradient-checkpointing``; ``DiT + decode`` adds the checkpointed VAE decode."""
+    """``DiT``: the denoiser's blocks only; ``DiT + decode``: also the VAE decode, as ``vist3a align
+    --gradient-checkpointing`` does."""
+    from vist3a.align.trainer import enable_gradient_checkpointing
+
     if mode != "none":
-        pipeline.generator.trainable().enable_gradient_checkpointing()
-    pipeline.generator.set_decode_checkpointing(mode == "DiT + decode")
+        enable_gradient_checkpointing(pipeline.generator, decode=mode == "DiT + decode")
 
 
 def _start_memory(cuda: bool) -> int:

@@ -26,7 +26,7 @@ from vist3a.io.checkpoint import read_state, restore_training, training_tensors,
 from vist3a.io.clips import caption_of, resize_frames
 from vist3a.io.plots import plot_curves
 from vist3a.pipeline import Vist3aPipeline
-from vist3a.protocols import Reward, TrainableGenerator
+from vist3a.protocols import Generator, Reward, TrainableGenerator
 
 STATE_FILE, LORA_DIR, EMA_DIR = "align_state.safetensors", "lora", "lora_ema"
 HISTORY_FILE, CURVES_FILE = "history.jsonl", "curves.png"
@@ -117,6 +117,17 @@ def align(
         if on_step is not None:
             on_step(state.step, record)
     return state
+
+
+def enable_gradient_checkpointing(generator: Generator, *, decode: bool = True) -> None:
+    """Recompute the denoiser's blocks (and, with ``decode``, the VAE decode) in the backward pass: less memory for
+    more time. The denoiser must support diffusers' ``enable_gradient_checkpointing``."""
+    denoiser = generator.trainable()  # type: ignore[attr-defined]
+    if not hasattr(denoiser, "enable_gradient_checkpointing"):
+        raise InputError(f"{generator.name}'s denoiser does not support gradient checkpointing")
+    denoiser.enable_gradient_checkpointing()
+    if decode and hasattr(generator, "set_decode_checkpointing"):
+        generator.set_decode_checkpointing(True)
 
 
 def _check_inputs(pipeline: Vist3aPipeline, rewards: Mapping[str, tuple[Reward, float]], config: AlignConfig,

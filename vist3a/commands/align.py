@@ -13,7 +13,7 @@ from vist3a import distributed
 from vist3a.align.lora import LoraOptions
 from vist3a.align.prompts import PromptSampler
 from vist3a.align.rollout import RolloutConfig
-from vist3a.align.trainer import CURVES_FILE, STATE_FILE, AlignConfig
+from vist3a.align.trainer import CURVES_FILE, STATE_FILE, AlignConfig, enable_gradient_checkpointing
 from vist3a.align.trainer import align as run_align
 from vist3a.commands.options import DeviceOpt, out, progress
 from vist3a.config import validate
@@ -42,7 +42,7 @@ def align(
     data: Annotated[str | None, typer.Option(help="Captioned clips for the denoising loss: a folder (a .txt caption beside each video) or SCHEME:ARG such as synthetic:64.", show_default=False)] = None,
     data_weight: Annotated[float, typer.Option(min=0.0, help="Weight of the generator's own denoising loss on --data.")] = 0.0,
     fsdp: Annotated[bool, typer.Option(help="Under torchrun/accelerate: shard the denoiser (FSDP) instead of replicating it.")] = False,
-    gradient_checkpointing: Annotated[bool, typer.Option(help="Recompute the denoiser's blocks in the backward pass.")] = False,
+    gradient_checkpointing: Annotated[bool, typer.Option(help="Recompute the denoiser's blocks and the VAE decode in the backward pass (less memory).")] = False,
     device: DeviceOpt = "cpu",
     dtype: Annotated[str, typer.Option(help="float32, float16 or bfloat16.")] = "float32",
 ) -> None:
@@ -62,10 +62,7 @@ def align(
     rewards = {name: (vist3a.load_reward(name, device=device, **options.get(name, {})), weight) for name, weight in weights.items()}
     pipeline = Vist3aPipeline.from_pair(pair, device=device, dtype=dtype)
     if gradient_checkpointing:
-        denoiser = pipeline.generator.trainable()
-        if not hasattr(denoiser, "enable_gradient_checkpointing"):
-            raise InputError(f"{pipeline.generator.name}'s denoiser does not support gradient checkpointing")
-        denoiser.enable_gradient_checkpointing()
+        enable_gradient_checkpointing(pipeline.generator)
     clips = None if data is None else open_clips(data, frames=pipeline.frames, size=pipeline.resolution, seed=seed)
     with progress() as bar:
         task = bar.add_task("align", total=steps)
