@@ -11,6 +11,9 @@ import typer
 from vist3a_synth.world import SPLITS
 
 app = typer.Typer(name="synth", help="The synthetic world: scenes with exact ground truth.", no_args_is_help=True)
+train = typer.Typer(name="train", help="Train the world's small models (resumable; rerun the command to continue).",
+                    no_args_is_help=True)  # fmt: skip
+app.add_typer(train)
 SplitName = Enum("SplitName", {name: name for name in SPLITS}, type=str)  # type: ignore[misc]
 
 
