@@ -35,6 +35,8 @@ def locate(checkpoint: str) -> Path:
     if path.exists():
         return path
     repo, _, name = checkpoint.partition(":")
+    if repo.count("/") != 1 or repo.startswith((".", "~", "/")) or Path(repo).suffix in (*PICKLE_SUFFIXES, ".safetensors"):
+        raise CheckpointError(f"{checkpoint}: no such file or folder")
     from huggingface_hub import try_to_load_from_cache
 
     try:

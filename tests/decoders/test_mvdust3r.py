@@ -277,6 +277,8 @@ def test_bad_images_and_checkpoints_are_one_line_errors(tiny, load, images, tmp_
         load("Zhenggang/MV-DUSt3R:checkpoints/MVD.pth")
     with pytest.raises(CheckpointError, match="no model.safetensors in this folder"):
         load(tmp_path)
+    with pytest.raises(CheckpointError, match=r"missing/MVDp_s2\.pth: no such file or folder"):
+        load(tmp_path / "missing/MVDp_s2.pth")
 
 
 def test_mv_dust3r_without_plus_runs_one_path(images):
