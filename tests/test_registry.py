@@ -4,7 +4,7 @@ import textwrap
 
 import pytest
 
-from vist3a.errors import NotInstalledError, RegistryError, UnknownPluginError
+from vist3a.errors import CheckpointError, NotInstalledError, RegistryError, UnknownPluginError
 from vist3a.registry import Registry, packaged_registry_path
 
 FAKE_ENTRIES = """
@@ -125,3 +125,12 @@ def test_registered_spec_without_entry_is_found_by_name(plugins):
     assert (entry.plugin, registration.spec.name) == ("fakes", "fake-reward")
     with pytest.raises(UnknownPluginError, match="unknown reward 'nope'; known: .*fake-reward"):
         Registry.load().entry("rewards", "nope", plugins)
+
+
+def test_package_locations_resolve_inside_installed_packages():
+    from vist3a.registry import resolve_location
+
+    assert resolve_location("package:vist3a/data/registry.yaml") == str(packaged_registry_path())
+    assert resolve_location("org/model") == "org/model" and resolve_location(None) is None
+    with pytest.raises(CheckpointError, match="package 'no_such_package' is not installed"):
+        resolve_location("package:no_such_package/weights")

@@ -8,7 +8,7 @@ from vist3a.config import validate
 from vist3a.errors import PluginError
 from vist3a.plugins import Kind, get_plugins
 from vist3a.protocols import Decoder3D, Generator, Reward
-from vist3a.registry import Registry
+from vist3a.registry import Registry, resolve_location
 
 PROTOCOLS: dict[Kind, type] = {"generators": Generator, "decoders": Decoder3D, "rewards": Reward}
 
@@ -34,6 +34,7 @@ def _load(kind: Kind, ident: str, checkpoint: str | None, registry: Registry | N
     values = {**entry.config, "checkpoint": entry.checkpoint, **overrides}
     if checkpoint is not None:
         values["checkpoint"] = str(checkpoint)
+    values["checkpoint"] = resolve_location(values["checkpoint"])
     config = validate(registration.spec.config, values, f"{kind[:-1]} {ident!r}")
     component = registration.spec.factory(config)
     if not isinstance(component, PROTOCOLS[kind]):

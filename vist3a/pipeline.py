@@ -21,7 +21,7 @@ from vist3a.io.export import depth_to_npz, pointmaps_to_ply, write_cameras_json,
 from vist3a.io.video import write_video
 from vist3a.prompts import apply_template
 from vist3a.protocols import Generator
-from vist3a.registry import Registry
+from vist3a.registry import Registry, resolve_location
 from vist3a.render import render
 from vist3a.render.paths import orbit_cameras
 from vist3a.scene import Cameras, Decoded3D, Gaussians, PointMaps
@@ -110,8 +110,8 @@ class Vist3aPipeline:
             )
         generator = vist3a.load_generator(entry.generator, registry=registry, device=device, dtype=dtype, **generator_options)
         if entry.generator_lora:
-            load_lora(generator, entry.generator_lora)
-        stitched = StitchedDecoder.from_pretrained(entry.stitched_checkpoint, device=device)
+            load_lora(generator, resolve_location(entry.generator_lora))
+        stitched = StitchedDecoder.from_pretrained(resolve_location(entry.stitched_checkpoint), device=device)
         source = {"pair": pairing, "generator": entry.generator, "generator_lora": entry.generator_lora,
                   "stitched": entry.stitched_checkpoint}  # fmt: skip
         return cls(generator, stitched, frames=entry.frames, resolution=entry.generator_resolution, source=source)

@@ -17,7 +17,7 @@ from typing import Any
 from pydantic import Field, model_validator
 
 from vist3a.config import StrictModel
-from vist3a.errors import NotInstalledError, RegistryError, UnknownPluginError
+from vist3a.errors import CheckpointError, NotInstalledError, RegistryError, UnknownPluginError
 from vist3a.io.yaml_files import YamlDocument
 from vist3a.plugins import Kind, Plugins, Registration
 
@@ -159,6 +159,22 @@ class Registry:
             if not status.installed:
                 return Status(False, f"{ref}: {status.message}")
         return Status(True, "installed")
+
+
+PACKAGE_PREFIX = "package:"
+
+
+def resolve_location(value: str | None) -> str | None:
+    """``package:MODULE/PATH`` -> the file system path of ``PATH`` inside the installed package ``MODULE`` (weights
+    shipped with a plugin); any other checkpoint location (a folder, a file, a hub id) is returned unchanged."""
+    if value is None or not value.startswith(PACKAGE_PREFIX):
+        return value
+    module, _, inner = value.removeprefix(PACKAGE_PREFIX).partition("/")
+    try:
+        root = files(module)
+    except ModuleNotFoundError:
+        raise CheckpointError(f"{value}: the package {module!r} is not installed") from None
+    return str(Path(str(root)) / inner)
 
 
 def packaged_registry_path() -> Path:
