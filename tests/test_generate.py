@@ -26,7 +26,7 @@ def tiny_wan(tmp_path_factory):
 @pytest.fixture(params=["vggt", "anysplat"])
 def workspace(request, tmp_path, tiny_wan, entry_point_plugins):
     decoder = request.param
-    entry_point_plugins("vist3a_wan", f"vist3a_{decoder}")
+    entry_point_plugins("vist3a_wan", f"vist3a_{decoder}", "vist3a_synth")  # synth: the synthetic:N clips
     ws = tmp_path / "ws"
     assert main(["pair", f"wan:{tiny_wan}", f"{decoder}:{REFERENCE / f'{decoder}-tiny-a'}", "--resolution", "32x48",
                  "--decoder-resolution", "28x42", "--frames", str(FRAMES), "--out", str(ws)]) == 0  # fmt: skip
@@ -107,17 +107,29 @@ def test_generate_from_a_registry_pairing_with_a_lora(workspace, tiny_wan, tmp_p
         "pairings": {
             "tiny-wan+vggt": {"generator": "tiny-wan", "decoder": "vggt", "generator_resolution": [32, 48],
                               "decoder_resolution": [28, 42], "frames": FRAMES, "stitched_checkpoint": str(ws / "stitched"),
-                              "generator_lora": str(tmp_path / "lora")},
+                              "generator_lora": str(tmp_path / "lora"),
+                              "sampling": {"steps": 1, "template": "a photo of {prompt}", "guidance": 2.0}},
             "no-decoder-yet": {"generator": "tiny-wan", "decoder": "vggt", "generator_resolution": [32, 48],
                                "decoder_resolution": [28, 42], "frames": FRAMES},
         },
     }  # fmt: skip
     (tmp_path / "registry.yaml").write_text(yaml.safe_dump(registry))
     monkeypatch.setenv("VIST3A_REGISTRY", str(tmp_path / "registry.yaml"))
-    argv = ["generate", "a cube", "--pair", "tiny-wan+vggt", "--steps", "1", "--render-frames", "1", "--out", str(tmp_path / "r")]
+    argv = ["generate", "a cube", "--pair", "tiny-wan+vggt", "--guidance", "3", "--render-frames", "1", "--out", str(tmp_path / "r")]
     assert main(argv) == 0
     run = json.loads((tmp_path / "r" / "run.json").read_text())
     assert (run["pair"], run["generator_lora"], run["stitched"]) == ("tiny-wan+vggt", str(tmp_path / "lora"), str(ws / "stitched"))
+    assert (run["options"]["steps"], run["options"]["guidance"], run["text"]) == (1, 3.0, "a photo of a cube")  # pairing defaults
+    registry["default_pairing"] = "tiny-wan+vggt"
+    (tmp_path / "registry.yaml").write_text(yaml.safe_dump(registry))
+    assert main(["generate", "a cube", "--render-frames", "1", "--out", str(tmp_path / "default")]) == 0  # no --pair
+    assert json.loads((tmp_path / "default" / "run.json").read_text())["pair"] == "tiny-wan+vggt"
+    registry["default_pairing"] = "nowhere"
+    (tmp_path / "registry.yaml").write_text(yaml.safe_dump(registry))
+    assert main(["generate", "a cube", "--out", str(tmp_path / "u")]) == 2
+    assert "default_pairing: unknown pairing 'nowhere'" in capsys.readouterr().err
+    del registry["default_pairing"]
+    (tmp_path / "registry.yaml").write_text(yaml.safe_dump(registry))
     assert main(["generate", "a cube", "--pair", "no-decoder-yet", "--out", str(tmp_path / "s")]) == 2
     assert main(["generate", "a cube", "--pair", "nowhere", "--out", str(tmp_path / "t")]) == 2
     err = capsys.readouterr().err

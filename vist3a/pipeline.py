@@ -21,7 +21,7 @@ from vist3a.io.export import depth_to_npz, pointmaps_to_ply, write_cameras_json,
 from vist3a.io.video import write_video
 from vist3a.prompts import apply_template
 from vist3a.protocols import Generator
-from vist3a.registry import Registry, resolve_location
+from vist3a.registry import Registry, SamplingDefaults, resolve_location
 from vist3a.render import render
 from vist3a.render.paths import orbit_cameras
 from vist3a.scene import Cameras, Decoded3D, Gaussians, PointMaps
@@ -64,17 +64,23 @@ class Vist3aPipeline:
     """
 
     def __init__(self, generator: Generator, stitched: StitchedDecoder, *, frames: int, resolution: tuple[int, int],
-                 source: dict[str, Any]) -> None:  # fmt: skip
+                 source: dict[str, Any], sampling: SamplingDefaults | None = None) -> None:  # fmt: skip
         self.generator, self.stitched = generator, stitched
         self.frames, self.resolution, self.source = frames, resolution, source
+        self.sampling = sampling or SamplingDefaults()
 
     @classmethod
-    def from_pair(cls, pair: str | Path, *, device: str = "cpu", dtype: str = "float32", registry: Registry | None = None,
-                  **generator_options: Any) -> Vist3aPipeline:  # fmt: skip
-        """A pairing workspace folder (``vist3a pair`` + ``vist3a stitch``) or a registry pairing id."""
-        if Path(pair).is_dir():
+    def from_pair(cls, pair: str | Path | None, *, device: str = "cpu", dtype: str = "float32",
+                  registry: Registry | None = None, **generator_options: Any) -> Vist3aPipeline:  # fmt: skip
+        """A pairing workspace folder (``vist3a pair`` + ``vist3a stitch``), a registry pairing id, or (None) the
+        registry's default pairing."""
+        if pair is not None and Path(pair).is_dir():
             return cls.from_workspace(pair, device=device, dtype=dtype, **generator_options)
         registry = registry or Registry.load()
+        if pair is None:
+            if registry.default_pairing is None:
+                raise InputError("no --pair given and the registry names no default_pairing")
+            pair = registry.default_pairing
         if str(pair) not in registry.pairings:
             raise InputError(f"--pair {pair}: neither a pairing workspace folder nor a registry pairing id")
         return cls.from_registry(str(pair), registry, device=device, dtype=dtype, **generator_options)
@@ -114,14 +120,13 @@ class Vist3aPipeline:
         stitched = StitchedDecoder.from_pretrained(resolve_location(entry.stitched_checkpoint), device=device)
         source = {"pair": pairing, "generator": entry.generator, "generator_lora": entry.generator_lora,
                   "stitched": entry.stitched_checkpoint}  # fmt: skip
-        return cls(generator, stitched, frames=entry.frames, resolution=entry.generator_resolution, source=source)
+        return cls(generator, stitched, frames=entry.frames, resolution=entry.generator_resolution, source=source,
+                   sampling=entry.sampling)  # fmt: skip
 
     def options(self, **values: Any) -> GenerateOptions:
-        """Options with the pairing's frame count and resolution as defaults."""
-        values = {k: v for k, v in values.items() if v is not None}
-        values.setdefault("frames", self.frames)
-        values.setdefault("resolution", self.resolution)
-        return GenerateOptions(**values)
+        """Options with the pairing's frame count, resolution and sampling defaults where ``values`` has None."""
+        defaults = {"frames": self.frames, "resolution": self.resolution, **self.sampling.model_dump(exclude_none=True)}
+        return GenerateOptions(**{**defaults, **{k: v for k, v in values.items() if v is not None}})
 
     @torch.no_grad()
     def __call__(self, prompt: str, options: GenerateOptions, stage: Progress | None = None) -> Generation:

@@ -43,6 +43,15 @@ class ComponentEntry(StrictModel):
     """Extra fields for the spec's config model."""
 
 
+class SamplingDefaults(StrictModel):
+    """``vist3a generate`` defaults that suit a pairing (options given on the command line win)."""
+
+    steps: int | None = Field(None, gt=0)
+    guidance: float | None = Field(None, ge=0)
+    template: str | None = None
+    negative_prompt: str | None = None
+
+
 class PairingEntry(StrictModel):
     """A generator x decoder pairing and the stitching settings known to work for it."""
 
@@ -62,6 +71,7 @@ class PairingEntry(StrictModel):
     ``anysplat_stitched.pth`` with ``vist3a anysplat-import-release``."""
     generator_lora: str | None = None
     """A PEFT adapter for the generator's denoiser: a folder, a hub id or ``repo:subfolder``."""
+    sampling: SamplingDefaults = SamplingDefaults()
 
     @model_validator(mode="after")
     def _default_is_a_candidate(self) -> PairingEntry:
@@ -77,6 +87,8 @@ class RegistryFile(StrictModel):
     decoders: dict[str, ComponentEntry] = Field(default_factory=dict)
     rewards: dict[str, ComponentEntry] = Field(default_factory=dict)
     pairings: dict[str, PairingEntry] = Field(default_factory=dict)
+    default_pairing: str | None = None
+    """The pairing ``vist3a generate`` uses when no ``--pair`` is given (a later file overrides it)."""
 
 
 @dataclass(frozen=True)
@@ -94,10 +106,12 @@ class Registry:
         self.sources = [doc.path for doc, _ in documents]
         self.entries: dict[Kind, dict[str, ComponentEntry]] = {"generators": {}, "decoders": {}, "rewards": {}}
         self.pairings: dict[str, PairingEntry] = {}
+        self.default_pairing: str | None = None
         for _, content in documents:
             for kind in self.entries:
                 self.entries[kind].update(getattr(content, kind))
             self.pairings.update(content.pairings)
+            self.default_pairing = content.default_pairing or self.default_pairing
         for doc, content in documents:
             self._check(doc, content)
 
@@ -117,6 +131,8 @@ class Registry:
             for ident in getattr(content, section):
                 if not re.match(ID_PATTERN, ident):
                     raise RegistryError(f"{doc.where([section, ident])}: invalid id (lowercase letters, digits, . _ + -)")
+        if content.default_pairing and content.default_pairing not in self.pairings:
+            raise RegistryError(f"{doc.where(['default_pairing'])}: unknown pairing {content.default_pairing!r}")
         for pid, pairing in content.pairings.items():
             for role, kind in (("generator", "generators"), ("decoder", "decoders")):
                 ref = getattr(pairing, role)

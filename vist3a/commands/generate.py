@@ -19,16 +19,16 @@ from vist3a.stitch.workspace import parse_size
 
 def generate(
     prompt: Annotated[str | None, typer.Argument(help="What to generate.", show_default=False)] = None,
-    pair: Annotated[str, typer.Option(help="A pairing workspace folder (vist3a pair + stitch) or a registry pairing id.")] = ".",
+    pair: Annotated[str | None, typer.Option(help="A pairing workspace folder (vist3a pair + stitch) or a registry pairing id (default: the registry's default pairing).", show_default=False)] = None,
     prompts: Annotated[Path | None, typer.Option(help="A text file with one prompt per line.")] = None,
     out_dir: Annotated[Path | None, typer.Option("--out", help="New output folder (default: a new one under outputs/).")] = None,
     frames: Annotated[int | None, typer.Option(min=1, help="Video frames (default: the pairing's).")] = None,
     resolution: Annotated[str | None, typer.Option(help="Video size N or HxW (default: the pairing's).")] = None,
-    steps: Annotated[int, typer.Option(min=1)] = 50,
-    guidance: Annotated[float, typer.Option(min=0.0)] = 5.0,
+    steps: Annotated[int | None, typer.Option(min=1, help="Sampling steps (default: the pairing's, else 50).", show_default=False)] = None,
+    guidance: Annotated[float | None, typer.Option(min=0.0, help="CFG scale (default: the pairing's, else 5).", show_default=False)] = None,
     seed: int = 0,
-    negative_prompt: str = "",
-    template: Annotated[str, typer.Option(help="orbit (the paper's), none, or a text with {prompt}.")] = "orbit",
+    negative_prompt: Annotated[str | None, typer.Option(show_default=False)] = None,
+    template: Annotated[str | None, typer.Option(help="orbit (the paper's), none, or a text with {prompt} (default: the pairing's, else orbit).", show_default=False)] = None,
     render_frames: Annotated[int, typer.Option(min=1, help="Frames of the orbit render.")] = 60,
     dtype: Annotated[str, typer.Option(help="float32, float16 or bfloat16.")] = "float32",
     device: DeviceOpt = "cpu",
@@ -37,7 +37,8 @@ def generate(
 ) -> None:
     """Generate 3D scenes from text with a stitched pairing; each prompt gets a new folder of outputs."""
     texts = _prompts(prompt, prompts)
-    apply_template(template, texts[0])  # a bad template fails before any model loads
+    if template is not None:
+        apply_template(template, texts[0])  # a bad template fails before any model loads
     if dtype not in DType.__args__:  # type: ignore[attr-defined]
         raise InputError(f"--dtype must be one of {', '.join(DType.__args__)}, got {dtype!r}")  # type: ignore[attr-defined]
     root = out_dir or _new_folder(Path("outputs"), texts[0])
