@@ -137,6 +137,7 @@ def test_align_command(workspace, tmp_path, capsys, entry_point_plugins):
     bad = {"--reward": "fake-reward", "--out": str(tmp_path / "mine"), "--max-steps": "1"}
     for option in ["fake-reward", "other.x=1", "fake-reward.bogus=1"]:
         assert main([*argv, "--reward-option", option]) == 2, option
+    assert main([*argv, "--template", "no placeholder"]) == 2
     for flag, value in bad.items():
         broken = list(argv)
         broken[broken.index(flag) + 1] = value
@@ -153,7 +154,7 @@ def test_align_command_with_the_paper_consistency_reward(tmp_path, entry_point_p
     workspace = make_workspace(tmp_path, "anysplat")
     (tmp_path / "prompts.txt").write_text("a red sphere\n")
     assert main(["align", "--pair", str(workspace), "--prompts", str(tmp_path / "prompts.txt"), "--out", str(tmp_path / "run"),
-                 "--reward", "consistency=1.0", "--reward-option", "consistency.lpips_weight=0", "--steps", "1",
+                 "--reward", "consistency=1.0", "--reward-option", "consistency.lpips_weight=0", "--steps", "1", "--template", "none",
                  "--min-steps", "2", "--max-steps", "2", "--grad-steps", "0", "--lora-rank", "2", "--lr", "0.01"]) == 0  # fmt: skip
     record = json.loads((tmp_path / "run" / "history.jsonl").read_text())
     assert record["consistency"] < 0 and record["loss"] == pytest.approx(-record["consistency"])

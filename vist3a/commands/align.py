@@ -20,7 +20,7 @@ from vist3a.config import validate
 from vist3a.errors import InputError
 from vist3a.io.clips import open_clips
 from vist3a.pipeline import Vist3aPipeline
-from vist3a.prompts import load_prompts
+from vist3a.prompts import CAMERA_TEMPLATES, load_prompts
 
 
 def align(
@@ -39,6 +39,7 @@ def align(
     checkpoint_every: Annotated[int, typer.Option(min=1)] = 50,
     seed: int = 0,
     reward_option: Annotated[list[str], typer.Option(help="NAME.KEY=VALUE, repeatable: a reward's config value, e.g. consistency.lpips_weight=0.", show_default=False)] = [],  # noqa: B006
+    template: Annotated[list[str], typer.Option(help="Prompt template, repeatable: a name (orbit, none) or a text with {prompt} (default: the camera-motion templates).", show_default=False)] = [],  # noqa: B006
     data: Annotated[str | None, typer.Option(help="Captioned clips for the denoising loss: a folder (a .txt caption beside each video) or SCHEME:ARG such as synthetic:64.", show_default=False)] = None,
     data_weight: Annotated[float, typer.Option(min=0.0, help="Weight of the generator's own denoising loss on --data.")] = 0.0,
     fsdp: Annotated[bool, typer.Option(help="Under torchrun/accelerate: shard the denoiser (FSDP) instead of replicating it.")] = False,
@@ -56,7 +57,7 @@ def align(
         "lora": LoraOptions(rank=lora_rank, alpha=lora_alpha),
         "rollout": validate(RolloutConfig, {"min_steps": min_steps, "max_steps": max_steps, "grad_steps": grad_steps}, "rollout options"),
     }, "align options")  # fmt: skip
-    sampler = PromptSampler(load_prompts(prompts), seed=seed)
+    sampler = PromptSampler(load_prompts(prompts), templates=template or CAMERA_TEMPLATES, seed=seed)
     _, _, device = distributed.setup(device)
     options = _reward_options(reward_option, weights)
     rewards = {name: (vist3a.load_reward(name, device=device, **options.get(name, {})), weight) for name, weight in weights.items()}
