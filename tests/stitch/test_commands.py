@@ -47,6 +47,12 @@ def test_sweep_then_stitch_then_eval(workspace, capsys):
 
     code, _, err = run(capsys, *args)
     assert code == 2 and "stitched already exists; pass --overwrite" in err
+    lora_b = {k: v for k, v in stitched.state_dict().items() if "lora_B" in k}
+    assert lora_b and any(v.abs().sum() > 0 for v in lora_b.values())  # trained for 4 steps
+    code, _, err = run(capsys, *args[:-6], "--steps", "0", "--lora-rank", "2", "--overwrite")  # a new run, not a resume
+    assert code == 0, err
+    fresh = StitchedDecoder.from_pretrained(workspace / "stitched").state_dict()
+    assert all(fresh[k].abs().sum() == 0 for k in lora_b)
     code, out, err = run(capsys, "stitch", "--pair", workspace, "--data", "synthetic:2", "--eval")
     assert code == 0 and "depth" in out, err
 

@@ -89,6 +89,9 @@ def stitch(
     if out.exists() and not overwrite:
         raise InputError(f"{out} already exists; pass --overwrite to replace it")
     _, _, device = distributed.setup(device)
+    if out.exists() and distributed.is_main():  # a finished run is replaced, not resumed
+        (directory / STITCH_STATE).unlink(missing_ok=True)
+    distributed.barrier()
     generator, decoder = workspace.load_models(device)
     dataset = open_workspace_clips(workspace, data, clips)
     entry = workspace.point(name)
