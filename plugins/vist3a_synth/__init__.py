@@ -24,3 +24,12 @@ def register_commands(app: Any) -> None:
     from vist3a_synth.cli import app as synth
 
     app.add_typer(synth, name="synth")
+
+
+@hookimpl
+def register_rewards(register: Any) -> None:
+    from vist3a.specs import RewardSpec
+    from vist3a_synth.reward import SynthClipRewardConfig, load_synth_clip
+
+    register(RewardSpec("synth-clip", "CLIP-style score trained on the synthetic world (64x64 frames; shipped weights)",
+                        load_synth_clip, SynthClipRewardConfig, licence="code and weights: Apache-2.0 (vist3a)"))  # fmt: skip

@@ -33,3 +33,4 @@ def preview(
     for folder in folders:
         print(f"{folder}: {(folder / 'caption.txt').read_text().strip()}")
     print(f"Wrote {len(folders)} scenes and {out / CONTACT_SHEET}")
+import vist3a_synth.reward_cli  # noqa: E402, F401 (adds train reward, train classifier)

@@ -1,0 +1,154 @@
+"""The attribute classifier: which colours and which shapes a frame shows, to judge generated videos.
+
+Colour (8-way) and shape (4-way) are separate multi-label outputs, so a classifier trained only on ground-truth
+renders of the train split also recognises the test split's held-out (colour, shape) combinations. Each output is
+a 1x1 convolution over the :class:`~vist3a_synth.convnet.ConvNet` feature map, max-pooled over space (an attribute
+is present if some place shows it); a clip shows an attribute if one of its frames does.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from vist3a_rewards.images import per_view, resize
+
+from vist3a.config import StrictModel
+from vist3a.errors import ShapeError
+from vist3a.io.atomic import atomic_write_text
+from vist3a.io.checkpoint import PretrainedMixin
+from vist3a_synth.captions import caption_objects
+from vist3a_synth.convnet import ConvNet, frame_batch, save_half
+from vist3a_synth.training import TrainOptions, rendered, train
+from vist3a_synth.world import COLOURS, SHAPES, Scene
+
+NAME = "synth-classifier"
+SHIPPED = Path(__file__).parent / "weights" / NAME
+ATTRIBUTES = (*COLOURS, *SHAPES)
+"""The outputs, in order: the 8 colours, then the 4 shapes."""
+MIN_PIXELS = 6  # an object covering fewer pixels of a frame does not count as shown there
+
+
+class ClassifierConfig(StrictModel):
+    """The attribute classifier's architecture."""
+
+    width: int = 16
+    """The encoder's first width (``ConvNet``)."""
+
+
+class AttributeClassifier(PretrainedMixin, nn.Module):
+    """Frames ``[N,3,64,64]`` in [-1,1] -> logits ``[N,12]`` of :data:`ATTRIBUTES` (independent sigmoids)."""
+
+    config_class = ClassifierConfig
+
+    def __init__(self, config: ClassifierConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.features = ConvNet(config.width)
+        self.head = nn.Conv2d(4 * config.width, len(ATTRIBUTES), 1)
+
+    def forward(self, frames: Tensor) -> Tensor:
+        return self.head(self.features(frames)).amax((-2, -1))
+
+    @torch.no_grad()
+    def detect(self, videos: Tensor) -> Tensor:
+        """``videos [B,3,T,H,W]`` in [-1,1] (resized to 64x64) -> probability ``[B,12]`` that some frame shows each
+        attribute."""
+        if videos.ndim != 5 or videos.shape[1] != 3:
+            raise ShapeError(f"{NAME}: videos: expected [B,3,T,H,W], got {list(videos.shape)}")
+        b, t = videos.shape[0], videos.shape[2]
+        param = next(self.parameters())
+        frames = resize(per_view(videos), (64, 64)).to(param.device, param.dtype)
+        return torch.cat([self(chunk) for chunk in frames.split(256)]).sigmoid().view(b, t, -1).amax(1).float()
+
+
+@lru_cache(maxsize=1)
+def shipped_classifier() -> AttributeClassifier:
+    """The shipped classifier (``weights/synth-classifier``), loaded once."""
+    return AttributeClassifier.from_pretrained(SHIPPED)
+
+
+def attribute_accuracy(videos: Tensor, scenes_or_captions: Sequence[Scene | str], *,
+                       classifier: AttributeClassifier | None = None) -> float:  # fmt: skip
+    """The fraction of requested colours and shapes that the classifier detects in ``videos [B,3,T,H,W]`` in [-1,1].
+
+    Item ``b`` requests the distinct colours and the distinct shapes of ``scenes_or_captions[b]``'s objects (a
+    caption is parsed with the world's grammar; ValueError if it is not one). Colour and shape are judged
+    separately, so binding (which shape has which colour) is not checked. ``classifier``: the shipped one if None.
+    """
+    if len(scenes_or_captions) != videos.shape[0]:
+        raise ShapeError(f"{NAME}: {len(scenes_or_captions)} prompts for {videos.shape[0]} videos")
+    requested = torch.stack([_requested(item) for item in scenes_or_captions]).bool()
+    detected = (classifier or shipped_classifier()).detect(videos) > 0.5
+    return (detected & requested).sum().item() / requested.sum().item()
+
+
+def _requested(item: Scene | str) -> Tensor:
+    pairs = caption_objects(item) if isinstance(item, str) else [(o.colour, o.shape) for o in item.objects]
+    return torch.tensor([name in {c for c, _ in pairs} | {s for _, s in pairs} for name in ATTRIBUTES])
+
+
+def clip_targets(labels: Tensor) -> Tensor:
+    """Targets ``[N,12]`` (0/1 float) of the objects of ``labels [N,3,2]`` (colour, shape indices; -1 = none)."""
+    return _objects(labels).amax(1)
+
+
+def frame_targets(labels: Tensor, ids: Tensor) -> Tensor:
+    """Targets ``[N,T,12]`` of each frame: the attributes of the objects of ``labels [N,3,2]`` that cover at least
+    ``MIN_PIXELS`` pixels of it in ``ids [N,T,H,W]`` (k + 1 where object k shows)."""
+    shown = torch.stack([(ids == k + 1).sum((-2, -1)) >= MIN_PIXELS for k in range(labels.shape[1])], -1)
+    return (shown[..., None] * _objects(labels)[:, None]).amax(2)
+
+
+def _objects(labels: Tensor) -> Tensor:
+    """``[N,K,12]``: each object's colour and shape one-hot, zero for absent objects."""
+    onehot = torch.cat([F.one_hot(labels[..., 0].clamp(min=0), len(COLOURS)),
+                        F.one_hot(labels[..., 1].clamp(min=0), len(SHAPES))], -1)  # fmt: skip
+    return (onehot * (labels[..., :1] >= 0)).float()
+
+
+def train_classifier(out: Path, options: TrainOptions, *, clips: int, width: int, eval_clips: int,
+                     on_step: Callable[[int, dict[str, float]], None] | None = None) -> dict[str, Any]:  # fmt: skip
+    """Train the classifier on ``batch_size`` random ground-truth frames a step from ``clips`` train-split clips;
+    save it to ``out/synth-classifier`` (float16) and return its test metrics, also written to ``out/metrics.json``."""
+    data, _ = rendered(out, "train", clips)
+    targets = frame_targets(data["labels"], data["ids"])
+    torch.manual_seed(options.seed)
+    model = AttributeClassifier(ClassifierConfig(width=width))
+
+    def loss_fn(step: int, generator: torch.Generator) -> dict[str, Tensor]:
+        images, clip, frame = frame_batch(data["frames"], generator, options.batch_size, 1)
+        logits = model(images)
+        target = targets[clip, frame]
+        return {"loss": F.binary_cross_entropy_with_logits(logits, target),
+                "accuracy": ((logits > 0) == target.bool()).float().mean().detach()}  # fmt: skip
+
+    train(model, loss_fn, options, out, on_step)
+    save_half(model, out / NAME)
+    metrics = evaluate_classifier(AttributeClassifier.from_pretrained(out / NAME), *_test_data(out, eval_clips))
+    atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=2) + "\n")
+    return metrics
+
+
+def evaluate_classifier(classifier: AttributeClassifier, frames: Tensor, labels: Tensor,
+                        captions: Sequence[str]) -> dict[str, float]:  # fmt: skip
+    """Clip-level accuracy on ground-truth clips ``frames`` uint8 ``[N,T,3,H,W]`` with ``labels [N,3,2]``: of the
+    colour and of the shape presence decisions, the fraction of clips with every decision right, and
+    :func:`attribute_accuracy` against their ``captions``."""
+    videos = frames.permute(0, 2, 1, 3, 4).float() / 127.5 - 1
+    right = (classifier.detect(videos) > 0.5) == clip_targets(labels).bool()
+    return {"colour_accuracy": right[:, : len(COLOURS)].float().mean().item(),
+            "shape_accuracy": right[:, len(COLOURS) :].float().mean().item(),
+            "clips_all_right": right.all(1).float().mean().item(),
+            "attribute_accuracy": attribute_accuracy(videos, captions, classifier=classifier)}  # fmt: skip
+
+
+def _test_data(directory: Path, count: int) -> tuple[Tensor, Tensor, list[str]]:
+    data, captions = rendered(directory, "test", count)
+    return data["frames"], data["labels"], captions
