@@ -13,11 +13,13 @@ towards the centre (distance times ``1 - DOLLY_IN * s``) while the azimuth drift
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
 
-from vist3a_synth.world import Scene, Trajectory
+if TYPE_CHECKING:  # world samples scenes whose objects the first camera sees, so it imports this module
+    from vist3a_synth.world import Scene, Trajectory
 
 FOCAL = 1.0  # focal length in image widths: a 53 degree horizontal field of view
 ARC_LIFT = math.radians(25)

@@ -62,13 +62,8 @@ def raycast(objects: Sequence[SceneObject], intrinsics: Tensor, extrinsics: Tens
     hits = [_ground(origins, directions)] + [_object_hit(o, origins, directions) for o in objects]
     ts = torch.stack([t for t, _ in hits])  # [K+1,N]
     depth, best = ts.min(dim=0)
-    normals = _pick(torch.stack([n for _, n in hits]), best)
-    points = origins + depth[:, None] * directions
-    palette = torch.tensor([(0.0, 0.0, 0.0)] + [COLOURS[o.colour] for o in objects], dtype=points.dtype)
-    tile_pixels = TILE * intrinsics[:, 0, 0].repeat_interleave(size[0] * size[1]) / depth  # a tile's width on screen
-    albedo = torch.where((best == 0)[:, None], _checker(points, tile_pixels), palette[best])
-    light = torch.nn.functional.normalize(points.new_tensor(LIGHT), dim=0)
-    rgb = albedo * (AMBIENT + (1 - AMBIENT) * (normals @ light).clamp_min(0))[:, None]
+    tile_pixels = TILE * intrinsics[:, 0, 0].double().repeat_interleave(size[0] * size[1]) / depth  # a tile's width
+    rgb = _shade(objects, origins + depth[:, None] * directions, _pick(torch.stack([n for _, n in hits]), best), best, tile_pixels)
     sky = depth.isinf()
     rgb = torch.where(sky[:, None], rgb.new_tensor(SKY), rgb)
     v, (h, w) = len(intrinsics), size
@@ -88,6 +83,14 @@ def _rays(intrinsics: Tensor, extrinsics: Tensor, size: tuple[int, int]) -> tupl
     directions = pixels @ torch.linalg.inv(intrinsics).transpose(1, 2) @ rotation  # row form of R^T K^-1 p: [V,H*W,3]
     origins = -(rotation.transpose(1, 2) @ translation[..., None])[..., 0]  # camera centres [V,3]
     return origins[:, None].expand_as(directions).reshape(-1, 3), directions.reshape(-1, 3)
+
+
+def _shade(objects: Sequence[SceneObject], points: Tensor, normals: Tensor, best: Tensor, tile_pixels: Tensor) -> Tensor:
+    """Lambert plus ambient colour ``[N,3]`` of the surface ``best`` (0 ground, k + 1 object k) at ``points [N,3]``."""
+    palette = torch.tensor([(0.0, 0.0, 0.0)] + [COLOURS[o.colour] for o in objects], dtype=points.dtype)
+    albedo = torch.where((best == 0)[:, None], _checker(points, tile_pixels), palette[best])
+    light = torch.nn.functional.normalize(points.new_tensor(LIGHT), dim=0)
+    return albedo * (AMBIENT + (1 - AMBIENT) * (normals @ light).clamp_min(0))[:, None]
 
 
 def _ground(o: Tensor, d: Tensor) -> Hit:

@@ -6,7 +6,8 @@ An object of size ``s`` (its half-extent, :data:`SIZES`) fills ``|x|, |y| <= s``
 up) of radius ``s`` and height ``2s``. Yaw turns an object about its vertical axis (it only shows on cubes).
 
 Splits hold out the (colour, shape) combinations in :data:`HELD_OUT`: train and val scenes never contain one, every
-test scene contains at least one. Val differs from train only by its random stream.
+test scene contains at least one. Val differs from train only by its random stream. The first frame shows at least
+half the width of every object (:func:`unoccluded`), so a caption never names a hidden object.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ import math
 import random
 from dataclasses import dataclass, replace
 from typing import Literal
+
+from vist3a_synth.cameras import first_view_coordinates
 
 Split = Literal["train", "val", "test"]
 SPLITS: tuple[Split, ...] = ("train", "val", "test")
@@ -37,7 +40,6 @@ PAIRS = [(c, s) for c in COLOURS for s in SHAPES]
 TRAJECTORIES = ("orbit", "arc", "dolly")
 PLACEMENT_RADIUS = 1.0  # object positions lie in this disc around the origin
 GAP = 0.1  # at least this much ground between two objects' footprints
-
 
 
 @dataclass(frozen=True)
@@ -64,7 +66,7 @@ class SceneObject:
 
 @dataclass(frozen=True)
 class Trajectory:
-    """A smooth camera path around the scene centre (see ``cameras.trajectory_extrinsics``).
+    """A smooth camera path around the scene centre (see ``cameras.camera_path``).
 
     ``kind``: orbit (azimuth sweeps at a fixed height), arc (azimuth and elevation sweep together), dolly (the camera
     moves towards the centre); ``azimuth``/``elevation`` of the first view (radians), ``distance`` to the centre,
@@ -106,7 +108,23 @@ def sample_scene(seed: int, split: Split = "train") -> Scene:
     pairs += rng.sample([p for p in allowed if p not in pairs], count - 1)
     rng.shuffle(pairs)
     objects = [SceneObject(shape, colour, rng.choice(list(SIZES)), (0.0, 0.0), rng.uniform(0, math.pi / 2)) for colour, shape in pairs]
-    return Scene(_layout(rng, objects), _trajectory(rng), seed, split)
+    while True:
+        layout = _layout(rng, objects)
+        for _ in range(10):
+            if unoccluded(scene := Scene(layout, _trajectory(rng), seed, split)):
+                return scene
+
+
+def unoccluded(scene: Scene) -> bool:
+    """Whether the first frame shows at least half the width of every object: in that view, the nearer of two objects
+    may cover at most half of the farther one's horizontal extent (footprints, seen from their box centres)."""
+    seen = [(x / z, o.footprint / z, z) for (x, z), o in zip(first_view_coordinates(scene), scene.objects)]
+    for i, (xa, ra, za) in enumerate(seen):
+        for xb, rb, zb in seen[i + 1 :]:
+            overlap = min(xa + ra, xb + rb) - max(xa - ra, xb - rb)
+            if overlap > (ra if za > zb else rb):  # more than half (one radius) of the farther one's width
+                return False
+    return True
 
 
 def _layout(rng: random.Random, objects: list[SceneObject]) -> tuple[SceneObject, ...]:
