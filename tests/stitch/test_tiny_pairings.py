@@ -16,7 +16,7 @@ REFERENCE = Path(__file__).parents[2].parent / "shared" / "reference"
 @pytest.fixture(params=["vggt", "anysplat"])
 def workspace(request, tmp_path, entry_point_plugins):
     decoder = request.param
-    entry_point_plugins("vist3a_wan", f"vist3a_{decoder}")
+    entry_point_plugins("vist3a_wan", f"vist3a_{decoder}", "vist3a_synth")  # synth: the synthetic:N clips
     vist3a_wan.tiny_pipeline(seed=0).save_pretrained(tmp_path / "tiny-wan")
     argv = ["pair", f"wan:{tmp_path / 'tiny-wan'}", f"{decoder}:{REFERENCE / f'{decoder}-tiny-a'}", "--resolution", "32x48",
             "--decoder-resolution", "28x42", "--frames", "5", "--out", str(tmp_path / "ws")]  # fmt: skip
@@ -40,6 +40,6 @@ def test_pair_sweep_and_distil_tiny_models(workspace, capsys):
         return sum(jobs.evaluate(workspace, "synthetic:3", 3).values())
 
     closed_form_only = stitch(0)
-    distilled = stitch(20)
+    distilled = stitch(40)  # AdamW's first steps overshoot on the synthetic world's clips; by 40 both pairs settle below
     assert distilled < closed_form_only
     capsys.readouterr()
