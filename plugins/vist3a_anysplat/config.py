@@ -104,7 +104,8 @@ class GaussianHeadConfig(DPTConfig):
     class_: Literal["heads.vggt_dpt_gs_head.VGGT_DPT_GS_Head"] = Field("heads.vggt_dpt_gs_head.VGGT_DPT_GS_Head", alias="class")
     output_dim: int = Field(gaussian_channels(4), gt=50)
     activation: Literal["norm_exp"] = "norm_exp"
-    features: Literal[256] = 256
+    features: int = Field(256, gt=1)
+    """Upstream's is 256; smaller widths build small models (vist3a_synth's synth-anysplat)."""
     hardcoded: dict[str, Any] | None = None
     """Descriptive (upstream's fixed widths: head_features_1 = head_features_2 = 128)."""
 

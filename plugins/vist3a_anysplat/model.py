@@ -11,8 +11,6 @@ from vist3a_vggt.model import VGGT
 
 from vist3a_anysplat.config import AnySplatArchitecture, GaussianHeadConfig
 
-HEAD_WIDTH = 128
-"""Upstream's fixed width of the Gaussian head's last stage and of its RGB branch."""
 
 
 class GaussianParamHead(DPTHead):
@@ -21,9 +19,10 @@ class GaussianParamHead(DPTHead):
 
     def __init__(self, cfg: GaussianHeadConfig) -> None:
         super().__init__(cfg)
-        self.input_merger = nn.Sequential(nn.Conv2d(3, HEAD_WIDTH, 7, padding=3), nn.ReLU())
+        width = cfg.features // 2  # upstream's fixed 128 (head_features_1 = head_features_2) for its features 256
+        self.input_merger = nn.Sequential(nn.Conv2d(3, width, 7, padding=3), nn.ReLU())
         self.scratch.output_conv2 = nn.Sequential(
-            nn.Conv2d(cfg.features // 2, HEAD_WIDTH, 3, padding=1), nn.ReLU(), nn.Conv2d(HEAD_WIDTH, cfg.output_dim, 1)
+            nn.Conv2d(width, width, 3, padding=1), nn.ReLU(), nn.Conv2d(width, cfg.output_dim, 1)
         )
 
     def forward(self, layers: list[Tensor | None], images: Tensor, patch_start: int, chunk: int = 8) -> Tensor:  # type: ignore[override]

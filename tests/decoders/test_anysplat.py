@@ -201,7 +201,7 @@ def _variant(tmp_path: Path, **changes: dict) -> Path:
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        ({"encoder.gaussian_param_head": {"features": 128}}, "features: Input should be 256"),
+        ({"encoder.gaussian_param_head": {"features": 1}}, "features: Input should be greater than 1"),
         ({"encoder.gaussian_param_head": {"output_dim": 57}}, "output_dim must be 84 for sh_degree 4, got 57"),
         ({"encoder_cfg": {"pred_head_type": "point"}}, "encoder_cfg.pred_head_type: Input should be 'depth'"),
         ({"encoder_cfg": {"intermediate_layer_idx": [1, 2]}}, "does not fit the 3 layers"),
