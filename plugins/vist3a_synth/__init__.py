@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from vist3a.hookspecs import hookimpl
-from vist3a.specs import DataSourceSpec
+from vist3a.specs import DataSourceSpec, DecoderSpec
 
 
 @hookimpl
@@ -33,3 +33,16 @@ def register_rewards(register: Any) -> None:
 
     register(RewardSpec("synth-clip", "CLIP-style score trained on the synthetic world (64x64 frames; shipped weights)",
                         load_synth_clip, SynthClipRewardConfig, licence="code and weights: Apache-2.0 (vist3a)"))  # fmt: skip
+
+
+@hookimpl
+def register_decoders(register: Any) -> None:
+    from vist3a_anysplat import AnySplatConfig
+
+    def build(cfg: AnySplatConfig) -> Any:
+        from vist3a_synth.decoder import build
+
+        return build(cfg)
+
+    register(DecoderSpec("synth-anysplat", "AnySplat trained on the synthetic world (9 views, 64x64; shipped weights)", build,
+                         AnySplatConfig, licence="code and weights: Apache-2.0 (vist3a)"))  # fmt: skip

@@ -34,3 +34,6 @@ def preview(
         print(f"{folder}: {(folder / 'caption.txt').read_text().strip()}")
     print(f"Wrote {len(folders)} scenes and {out / CONTACT_SHEET}")
 import vist3a_synth.reward_cli  # noqa: E402, F401 (adds train reward, train classifier)
+
+
+import vist3a_synth.train_decoder  # noqa: E402, F401 (adds train decoder, eval-decoder)

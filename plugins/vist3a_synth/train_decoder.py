@@ -1,0 +1,77 @@
+"""``vist3a synth train decoder`` and ``vist3a synth eval-decoder``: synth-anysplat from scratch on the world."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Annotated
+
+import torch
+import typer
+
+from vist3a.commands.options import progress
+from vist3a.errors import InputError
+from vist3a_synth.cli import app, train
+
+CONTEXT_VIEWS = 5
+"""Views the model sees per training clip (a random sorted subset of the 9); the others are rendered."""
+MODEL_FOLDER = "model"
+
+
+@train.command("decoder")
+def train_decoder(
+    out: Annotated[Path, typer.Option("--out", help="Run folder (data cache, state, curves, model/).", show_default=False)],
+    steps: Annotated[int, typer.Option(min=1, help="Optimisation steps.")] = 800,
+    seed: Annotated[int, typer.Option(min=0, help="Weights, batches and the training scenes' seed.")] = 0,
+    scenes: Annotated[int, typer.Option(min=1, max=100_000, help="Training scenes rendered once.")] = 600,
+    batch_size: Annotated[int, typer.Option(min=1, help="Clips per step.")] = 2,
+    lr: Annotated[float, typer.Option(min=0.0, help="Peak AdamW learning rate.")] = 1e-3,
+) -> None:
+    """Train synth-anysplat (depth, camera and held-out-view rendering losses); rerun to resume. Writes OUT/model/."""
+    from vist3a_synth.decoder import FRAMES, SIZE, new_decoder, training_losses
+    from vist3a_synth.training import TrainOptions, rendered
+    from vist3a_synth.training import train as run
+
+    _check_folder(out)
+    torch.set_num_threads(1)
+    data, _ = rendered(out, "train", scenes, frames=FRAMES, size=SIZE, seed=seed)
+    decoder = new_decoder(seed)
+    options = TrainOptions(steps=steps, lr=lr, batch_size=batch_size, seed=seed, warmup=100)
+
+    def loss_fn(step: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
+        clips = {k: v[torch.randint(len(v), (batch_size,), generator=generator)] for k, v in data.items() if k != "labels"}
+        views = torch.randperm(FRAMES, generator=generator)[:CONTEXT_VIEWS].sort().values
+        return training_losses(decoder, clips, views)
+
+    with progress() as bar:
+        task = bar.add_task("synth-anysplat", total=steps)
+        state = run(decoder, loss_fn, options, out, lambda step, _: bar.update(task, completed=step))
+    folder = decoder.half().save_pretrained(out / MODEL_FOLDER, overwrite=True)
+    print(f"step {state.step}: loss {state.history[-1]['loss']:.4f}; wrote {folder}")
+
+
+@app.command("eval-decoder")
+def eval_decoder(
+    checkpoint: Annotated[str | None, typer.Option(help="A synth-anysplat folder; default: the shipped weights.")] = None,
+    count: Annotated[int, typer.Option(min=1, max=10_000, help="Test-split scenes.")] = 100,
+    seed: Annotated[int, typer.Option(min=0, help="Test scenes' seed.")] = 0,
+    cache: Annotated[Path | None, typer.Option(help="Folder that caches the rendered test clips.")] = None,
+) -> None:
+    """Held-out metrics on the test split: depth abs-rel, camera errors, PSNR of views rendered from 5 of 9."""
+    import vist3a
+    from vist3a_synth.decoder import FRAMES, NAME, SIZE, evaluate
+    from vist3a_synth.training import rendered
+
+    if cache is not None:
+        _check_folder(cache)
+    decoder = vist3a.load_decoder(NAME, checkpoint)
+    with tempfile.TemporaryDirectory() as scratch:
+        data, _ = rendered(cache or Path(scratch), "test", count, frames=FRAMES, size=SIZE, seed=seed)
+    metrics = evaluate(decoder, data)
+    for key, value in metrics.items():
+        print(f"{key:16s} {value:.4f}")
+
+
+def _check_folder(path: Path) -> None:
+    if path.exists() and not path.is_dir():
+        raise InputError(f"{path} exists and is not a folder")
