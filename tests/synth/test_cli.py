@@ -15,8 +15,8 @@ from vist3a.io.export import read_cameras_json
 
 def test_the_installed_plugin_provides_the_source_and_the_command(entry_point_plugins):
     (row,) = plugin_rows(entry_point_plugins("vist3a_synth"))
-    assert row["provides"] == {"data_sources": ["synthetic"], "commands": ["synth"]}
-    assert row["hooks"] == ["register_commands", "register_data_sources"]
+    assert row["provides"]["data_sources"] == ["synthetic"] and row["provides"]["commands"] == ["synth"]
+    assert {"register_commands", "register_data_sources"} <= set(row["hooks"])  # the world's models add other hooks
     assert len(open_clips("synthetic:2:val", frames=3, size=(16, 16))) == 2
 
 
