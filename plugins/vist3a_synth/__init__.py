@@ -46,3 +46,17 @@ def register_decoders(register: Any) -> None:
 
     register(DecoderSpec("synth-anysplat", "AnySplat trained on the synthetic world (9 views, 64x64; shipped weights)", build,
                          AnySplatConfig, licence="code and weights: Apache-2.0 (vist3a)"))  # fmt: skip
+
+
+@hookimpl
+def register_generators(register: Any) -> None:
+    from vist3a.generators.options import DiffusersVideoConfig
+    from vist3a.specs import GeneratorSpec
+
+    def build(config: DiffusersVideoConfig) -> Any:
+        from vist3a_synth.generator import load
+
+        return load(config)
+
+    register(GeneratorSpec("synth-wan", "Wan text-to-video trained on the synthetic world (9 frames, 64x64; shipped weights)",
+                           build, DiffusersVideoConfig, licence="code and weights: Apache-2.0 (vist3a)"))  # fmt: skip

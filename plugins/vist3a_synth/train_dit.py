@@ -1,0 +1,121 @@
+"""``vist3a synth train dit``: the world's small Wan text-to-video transformer (``synth-wan-dit``).
+
+A diffusers ``WanTransformer3DModel`` trained with :meth:`WanGenerator.training_loss` (flow matching) on the train
+clips encoded once by a ``synth-wan-vae``, conditioned on MiniLM embeddings of their captions, 10% of them dropped
+to "" for classifier-free guidance. OUT then holds ``synth-wan-vae/`` and ``synth-wan-dit/``: a ``synth-wan``
+checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Annotated, Any
+
+import torch
+import typer
+from safetensors.torch import load_file, save
+from torch import Tensor
+
+from vist3a.generators.options import DiffusersVideoConfig
+from vist3a.io.atomic import atomic_write_bytes, atomic_write_text
+from vist3a_synth.cli import train
+from vist3a_synth.generator import DIT_NAME, FRAMES, SIZE, VAE_NAME, SynthWanGenerator, build_pipeline, load_vae, save_half
+from vist3a_synth.preview import _contact_sheet, _save_png
+from vist3a_synth.train_vae import METRICS_FILE, CacheOpt, OutOpt, ScenesOpt, SeedOpt, StepsOpt, TestOpt, _printer, encode_frames
+from vist3a_synth.training import TrainOptions, rendered
+from vist3a_synth.training import train as run_training
+
+DIT_CONFIG: dict[str, Any] = {
+    "patch_size": (1, 2, 2), "num_attention_heads": 4, "attention_head_dim": 32, "text_dim": 384, "freq_dim": 256,
+    "ffn_dim": 384, "num_layers": 4, "cross_attn_norm": True, "qk_norm": "rms_norm_across_heads", "rope_max_seq_len": 32,
+}  # fmt: skip
+CAPTION_DROPOUT = 0.1
+SAMPLES_FILE, SAMPLE_ROWS, LOSS_DRAWS = "samples.png", 8, 8
+
+
+@train.command("dit")
+def dit_command(
+    vae: Annotated[
+        Path, typer.Option("--vae", help="A folder holding synth-wan-vae/ (the vae command's --out).", show_default=False)
+    ],
+    out: OutOpt,
+    cache: CacheOpt = None,
+    steps: StepsOpt = 1000,
+    seed: SeedOpt = 0,
+    scenes: ScenesOpt = 1000,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Clips per step (one noise level per step).")] = 16,
+    lr: Annotated[float, typer.Option("--lr", min=0.0, help="Peak learning rate.")] = 1e-3,
+    test_scenes: TestOpt = 64,
+) -> None:
+    """Train the text-to-video DiT; OUT becomes a synth-wan checkpoint, with samples.png and metrics.json."""
+    torch.set_num_threads(1)
+    started = time.monotonic()
+    autoencoder = load_vae(vae / VAE_NAME)
+    data, captions = rendered(cache or out, "train", scenes, frames=FRAMES, size=SIZE)
+    latents = encoded(autoencoder, data["frames"], out / f"latents-train-{scenes}.safetensors")
+    torch.manual_seed(seed)
+    generator = SynthWanGenerator(build_pipeline(autoencoder, new_transformer(latents.shape[1])), DiffusersVideoConfig())
+    options = TrainOptions(steps=steps, lr=lr, batch_size=batch_size, seed=seed, warmup=100, checkpoint_every=100)
+    run_training(generator.trainable(), caption_loss(generator, latents, captions, batch_size), options, out,
+                 on_step=_printer(steps))  # fmt: skip
+    save_half(generator.trainable(), out / DIT_NAME)
+    if (vae / VAE_NAME).resolve() != (out / VAE_NAME).resolve():
+        shutil.copytree(vae / VAE_NAME, out / VAE_NAME, dirs_exist_ok=True)
+    test, test_captions = rendered(cache or out, "test", test_scenes, frames=FRAMES, size=SIZE)
+    loss = held_out_loss(generator, encoded(autoencoder, test["frames"]), test_captions)
+    write_samples(generator, test_captions[:SAMPLE_ROWS], out / SAMPLES_FILE, seed)
+    metrics = {"test_flow_loss": round(loss, 4), "test_clips": test_scenes, "seconds": round(time.monotonic() - started)}
+    atomic_write_text(out / METRICS_FILE, json.dumps(metrics, indent=2) + "\n")
+    print(f"{out}: synth-wan checkpoint; test flow-matching loss {loss:.4f}; samples in {out / SAMPLES_FILE}")
+
+
+def new_transformer(channels: int) -> Any:
+    """A fresh ``WanTransformer3DModel`` of ``DIT_CONFIG`` for ``channels``-channel latents."""
+    from diffusers import WanTransformer3DModel
+
+    return WanTransformer3DModel(**DIT_CONFIG, in_channels=channels, out_channels=channels)
+
+
+def caption_loss(generator: SynthWanGenerator, latents: Tensor, captions: list[str], batch_size: int) -> Any:
+    """The loss function of :func:`vist3a_synth.training.train`: ``generator.training_loss`` on a random batch,
+    each caption replaced by "" with probability ``CAPTION_DROPOUT``."""
+
+    def loss_fn(step: int, g: torch.Generator) -> dict[str, Tensor]:
+        index = torch.randint(len(latents), (batch_size,), generator=g)
+        dropped = (torch.rand(batch_size, generator=g) < CAPTION_DROPOUT).tolist()
+        prompts = ["" if drop else captions[i] for i, drop in zip(index.tolist(), dropped)]
+        return {"loss": generator.training_loss(latents[index], prompts, generator=g)}
+
+    return loss_fn
+
+
+def held_out_loss(generator: SynthWanGenerator, latents: Tensor, captions: list[str]) -> float:
+    """Mean ``training_loss`` over ``LOSS_DRAWS`` seeded noise draws of the whole set (no dropout, no gradients)."""
+    with torch.no_grad():
+        draws = [
+            generator.training_loss(latents, captions, generator=torch.Generator().manual_seed(i)) for i in range(LOSS_DRAWS)
+        ]
+    return float(torch.stack(draws).mean())
+
+
+def write_samples(generator: SynthWanGenerator, captions: list[str], path: Path, seed: int) -> None:
+    """A contact sheet of one decoded sample per caption (the generator's default sampling settings)."""
+    with torch.no_grad():
+        frames = generator.decode(generator.sample(captions, generator=torch.Generator().manual_seed(seed)))
+    rows = [SimpleNamespace(frames=clip, caption=caption) for clip, caption in zip(frames, captions)]
+    _save_png(path, _contact_sheet(rows))  # type: ignore[arg-type]
+
+
+def encoded(vae: Any, frames: Tensor, path: Path | None = None) -> Tensor:
+    """RAW posterior-mode latents ``[N,C,T',h,w]`` of ``frames`` uint8 ``[N,T,3,H,W]``, cached at ``path`` if given."""
+    if path is not None and path.exists():
+        return load_file(str(path))["latents"]
+    latents = encode_frames(vae, frames)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(path, save({"latents": latents}))
+    return latents
