@@ -37,4 +37,4 @@ import vist3a_synth.reward_cli  # noqa: E402, F401 (adds train reward, train cla
 
 
 import vist3a_synth.train_decoder  # noqa: E402, F401 (adds train decoder, eval-decoder)
-import vist3a_synth.train_dit  # noqa: E402, F401 (adds train vae, train dit)
+import vist3a_synth.train_vae  # noqa: E402, F401 (adds train vae, train dit)

@@ -44,7 +44,7 @@ def dit_command(
     ],
     out: OutOpt,
     cache: CacheOpt = None,
-    steps: StepsOpt = 1000,
+    steps: StepsOpt = 800,
     seed: SeedOpt = 0,
     scenes: ScenesOpt = 1000,
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Clips per step (one noise level per step).")] = 16,

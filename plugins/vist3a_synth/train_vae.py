@@ -135,3 +135,6 @@ def _printer(steps: int) -> Any:
             print(f"step {step}/{steps} " + " ".join(f"{k} {v:.4g}" for k, v in record.items()), flush=True)
 
     return on_step
+
+
+import vist3a_synth.train_dit  # noqa: E402, F401 (adds train dit, which builds on this module)

@@ -1,0 +1,112 @@
+"""synth-wan: the VAE and DiT losses, the training commands (tiny, resumed), the shipped generator and its VAE PSNR."""
+
+import json
+from types import SimpleNamespace
+
+import pytest
+import torch
+from diffusers.models.autoencoders.vae import DiagonalGaussianDistribution
+from huggingface_hub import constants
+from vist3a_synth.generator import DIT_NAME, VAE_NAME, WEIGHTS
+from vist3a_synth.train_dit import caption_loss
+from vist3a_synth.train_vae import VAE_CONFIG, psnr, reconstruction_psnr, set_latent_stats, to_clips, vae_loss
+from vist3a_synth.training import rendered
+
+import vist3a
+from vist3a.cli import main
+
+REPORTED_PSNR_8 = None  # docs/synth.md: the shipped VAE's test PSNR on the first 8 test clips (dB)
+shipped = pytest.mark.skipif(not (WEIGHTS / DIT_NAME).is_dir(), reason="the synth-wan weights are not shipped yet")
+
+
+@pytest.fixture(scope="module")
+def test_clips(tmp_path_factory):
+    data, _ = rendered(tmp_path_factory.mktemp("data"), "test", 8)
+    return data["frames"]
+
+
+@pytest.fixture
+def offline(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+
+
+def test_psnr_and_the_vae_loss_on_a_hand_made_case():
+    x = torch.zeros(2, 3, 5, 8, 8)
+    assert torch.allclose(psnr(x + 0.2, x), torch.full((2,), 20.0))  # error 0.1 on [0,1] pixels
+    latent = torch.cat([torch.zeros(2, 4, 2, 1, 1), torch.zeros(2, 4, 2, 1, 1)], dim=1)  # mean 0, log-variance 0
+    fake = SimpleNamespace(encode=lambda clips: SimpleNamespace(latent_dist=DiagonalGaussianDistribution(latent)),
+                           decode=lambda z: SimpleNamespace(sample=torch.full_like(x, 0.5)))  # fmt: skip
+    losses = vae_loss(fake, x)
+    assert torch.isclose(losses["l1"], torch.tensor(0.5)) and float(losses["kl"]) == 0.0
+    assert torch.isclose(losses["loss"], torch.tensor(0.5))
+
+
+def test_latent_stats_give_unit_variance_model_latents(test_clips):
+    from diffusers import AutoencoderKLWan
+
+    torch.manual_seed(0)
+    vae = AutoencoderKLWan(**VAE_CONFIG).eval()
+    set_latent_stats(vae, test_clips[:4])
+    with torch.no_grad():
+        raw = vae.encode(to_clips(test_clips[:4])).latent_dist.mode()
+    mean, std = torch.tensor(vae.config.latents_mean), torch.tensor(vae.config.latents_std)
+    model = (raw - mean[:, None, None, None]) / std[:, None, None, None]
+    assert model.transpose(0, 1).flatten(1).std(1).allclose(torch.ones(16), atol=1e-4)
+
+
+def test_caption_dropout_and_batches():
+    prompts = []
+    fake = SimpleNamespace(training_loss=lambda latents, batch, generator: prompts.extend(batch) or latents.mean())
+    captions = [f"caption {i}" for i in range(10)]
+    loss_fn = caption_loss(fake, torch.arange(10.0)[:, None], captions, 50)
+    assert float(loss_fn(0, torch.Generator().manual_seed(0))["loss"]) >= 0
+    loss_fn(1, torch.Generator().manual_seed(1))
+    assert set(prompts) <= {"", *captions} and 0.03 < prompts.count("") / len(prompts) < 0.2
+
+
+def test_the_commands_train_resume_and_make_a_checkpoint(entry_point_plugins, tmp_path, offline):
+    entry_point_plugins("vist3a_synth")
+    common = ["--cache", str(tmp_path / "cache"), "--scenes", "2", "--test-scenes", "1", "--batch-size", "1"]
+    vae = ["synth", "train", "vae", "--out", str(tmp_path / "vae"), "--crop", "16", *common]
+    assert main([*vae, "--steps", "1"]) == 0
+    assert main([*vae, "--steps", "2"]) == 0  # resumes at step 1
+    assert len((tmp_path / "vae" / "history.jsonl").read_text().splitlines()) == 2
+    assert "test_psnr_db" in json.loads((tmp_path / "vae" / "metrics.json").read_text())
+    out = tmp_path / "dit"
+    assert main(["synth", "train", "dit", "--vae", str(tmp_path / "vae"), "--out", str(out), "--steps", "2", *common]) == 0
+    assert (out / VAE_NAME / "config.json").is_file() and (out / DIT_NAME / "config.json").is_file()
+    assert (out / "samples.png").read_bytes().startswith(b"\x89PNG")
+    generator = vist3a.load_generator("synth-wan", str(out))
+    assert generator.sample(["a red cube"], steps=1).shape == (1, 16, 3, 8, 8)
+
+
+def test_bad_input_is_one_line_and_exit_2(entry_point_plugins, tmp_path, capsys):
+    entry_point_plugins("vist3a_synth")
+    assert main(["synth", "train", "vae", "--out", str(tmp_path), "--crop", "20"]) == 2
+    assert main(["synth", "train", "dit", "--vae", str(tmp_path / "missing"), "--out", str(tmp_path / "dit")]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 2 and "--crop" in lines[0] and "synth-wan-vae" in lines[1]
+
+
+@shipped
+def test_the_shipped_generator_loads_offline_and_samples(entry_point_plugins, offline):
+    entry_point_plugins("vist3a_synth")
+    generator = vist3a.load_generator("synth-wan")
+    latents = generator.sample(["a red sphere to the left of a blue cube"], steps=4, generator=torch.Generator().manual_seed(0))
+    assert latents.shape == (1, 16, 3, 8, 8)
+    with torch.no_grad():
+        frames = generator.decode(latents)
+    assert frames.shape == (1, 3, 9, 64, 64) and frames.abs().max() <= 1
+
+
+@shipped
+def test_the_shipped_vae_reconstructs_test_clips_at_the_reported_psnr(entry_point_plugins, test_clips, offline):
+    entry_point_plugins("vist3a_synth")
+    generator = vist3a.load_generator("synth-wan")
+    measured = reconstruction_psnr(generator.pipe.vae, test_clips).mean()
+    with torch.no_grad():
+        x = to_clips(test_clips[:2])
+        through_generator = psnr(generator.decode(generator.encode(x)), x).mean()
+    assert abs(float(measured) - REPORTED_PSNR_8) < 0.5
+    assert abs(float(through_generator) - float(reconstruction_psnr(generator.pipe.vae, test_clips[:2]).mean())) < 1e-3
