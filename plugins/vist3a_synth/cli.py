@@ -33,8 +33,22 @@ def preview(
     for folder in folders:
         print(f"{folder}: {(folder / 'caption.txt').read_text().strip()}")
     print(f"Wrote {len(folders)} scenes and {out / CONTACT_SHEET}")
+
+
+@app.command()
+def demo(
+    out: Annotated[Path, typer.Option("--out", help="Folder for every stage's outputs; rerun to continue.")] = Path("runs/demo"),
+    scale: Annotated[str, typer.Option(help="quick (a smoke test, about a minute) or full (the documented run).")] = "full",
+    seed: Annotated[int, typer.Option(min=0)] = 0,
+) -> None:
+    """The whole recipe on the world: pair, sweep-layers, stitch, align and generate, with the shipped base models."""
+    from vist3a_synth.demo import run_demo
+
+    for stage, path in run_demo(out, scale, seed).items():
+        print(f"{stage:>13}: {path}")
+
+
+import vist3a_synth.report_cli  # noqa: E402, F401 (adds report)
 import vist3a_synth.reward_cli  # noqa: E402, F401 (adds train reward, train classifier)
-
-
 import vist3a_synth.train_decoder  # noqa: E402, F401 (adds train decoder, eval-decoder)
 import vist3a_synth.train_vae  # noqa: E402, F401 (adds train vae, train dit)
