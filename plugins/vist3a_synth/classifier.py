@@ -1,9 +1,11 @@
 """The attribute classifier: which colours and which shapes a frame shows, to judge generated videos.
 
 Colour (8-way) and shape (4-way) are separate multi-label outputs, so a classifier trained only on ground-truth
-renders of the train split also recognises the test split's held-out (colour, shape) combinations. Each output is
-a 1x1 convolution over the :class:`~vist3a_synth.convnet.ConvNet` feature map, max-pooled over space (an attribute
-is present if some place shows it); a clip shows an attribute if one of its frames does.
+renders of the train split also recognises the test split's held-out (colour, shape) combinations. Two
+:class:`~vist3a_synth.convnet.ConvNet` branches keep them apart: colours from the RGB frame, shapes from its
+brightness ``max(R, G, B)`` alone, which every colour of the world shades alike, so the shape branch cannot lean on
+colour. Each output is a 1x1 convolution over its branch's feature map, max-pooled over space (an attribute is
+present if some place shows it); over a clip, the frames' probabilities are averaged.
 """
 
 from __future__ import annotations
@@ -39,7 +41,9 @@ class ClassifierConfig(StrictModel):
     """The attribute classifier's architecture."""
 
     width: int = 16
-    """The encoder's first width (``ConvNet``)."""
+    """The shape branch's first width (``ConvNet``)."""
+    colour_width: int = 8
+    """The colour branch's first width."""
 
 
 class AttributeClassifier(PretrainedMixin, nn.Module):
@@ -50,22 +54,23 @@ class AttributeClassifier(PretrainedMixin, nn.Module):
     def __init__(self, config: ClassifierConfig) -> None:
         super().__init__()
         self.config = config
-        self.features = ConvNet(config.width)
-        self.head = nn.Conv2d(4 * config.width, len(ATTRIBUTES), 1)
+        self.colour = nn.Sequential(ConvNet(config.colour_width), nn.Conv2d(4 * config.colour_width, len(COLOURS), 1))
+        self.shape = nn.Sequential(ConvNet(config.width, channels=1), nn.Conv2d(4 * config.width, len(SHAPES), 1))
 
     def forward(self, frames: Tensor) -> Tensor:
-        return self.head(self.features(frames)).amax((-2, -1))
+        logits = torch.cat([self.colour(frames), self.shape(frames.amax(1, keepdim=True))], 1)
+        return logits.amax((-2, -1))
 
     @torch.no_grad()
     def detect(self, videos: Tensor) -> Tensor:
-        """``videos [B,3,T,H,W]`` in [-1,1] (resized to 64x64) -> probability ``[B,12]`` that some frame shows each
-        attribute."""
+        """``videos [B,3,T,H,W]`` in [-1,1] (resized to 64x64) -> the mean over frames of each attribute's
+        probability ``[B,12]``."""
         if videos.ndim != 5 or videos.shape[1] != 3:
             raise ShapeError(f"{NAME}: videos: expected [B,3,T,H,W], got {list(videos.shape)}")
         b, t = videos.shape[0], videos.shape[2]
         param = next(self.parameters())
         frames = resize(per_view(videos), (64, 64)).to(param.device, param.dtype)
-        return torch.cat([self(chunk) for chunk in frames.split(256)]).sigmoid().view(b, t, -1).amax(1).float()
+        return torch.cat([self(chunk) for chunk in frames.split(256)]).sigmoid().view(b, t, -1).mean(1).float()
 
 
 @lru_cache(maxsize=1)

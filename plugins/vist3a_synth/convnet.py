@@ -11,13 +11,13 @@ from torch import Tensor, nn
 
 
 class ConvNet(nn.Sequential):
-    """Frames ``[N,3,H,W]`` in [-1,1] -> features ``[N,4*width,H/16,W/16]``: four stride-2 stages of two 3x3
+    """Images ``[N,channels,H,W]`` in [-1,1] -> features ``[N,4*width,H/16,W/16]``: four stride-2 stages of two 3x3
     convolutions each (GroupNorm, SiLU), widths ``width, 2*width, 4*width, 4*width``."""
 
-    def __init__(self, width: int) -> None:
+    def __init__(self, width: int, channels: int = 3) -> None:
         widths = (width, 2 * width, 4 * width, 4 * width)
         layers: list[nn.Module] = []
-        for cin, cout in zip((3, *widths[:-1]), widths):
+        for cin, cout in zip((channels, *widths[:-1]), widths):
             layers += [_conv(cin, cout, 2), _conv(cout, cout, 1)]
         super().__init__(*layers)
 

@@ -27,7 +27,6 @@ from vist3a_synth.training import TrainOptions, rendered, train
 from vist3a_synth.world import Split
 
 NAME = "synth-clip"
-SHIPPED = Path(__file__).parent / "weights" / NAME
 SENTENCE_DIM = 384  # all-MiniLM-L6-v2
 MAX_LOGIT_SCALE = math.log(100.0)
 EVAL_SPLITS: tuple[Split, ...] = ("test", "train")  # held-out combinations, and the training clips for reference
@@ -108,12 +107,16 @@ class SynthClipReward(CosineReward):
 
 
 class SynthClipRewardConfig(ImageRewardConfig):
-    """``synth-clip``: ``checkpoint`` is a folder saved by ``vist3a synth train reward``; None = the shipped weights."""
+    """``synth-clip``: ``checkpoint`` is a folder saved by ``vist3a synth train reward`` (the registry entry names the
+    shipped one); None = random weights of the default architecture."""
 
 
 def load_synth_clip(cfg: SynthClipRewardConfig) -> SynthClipReward:
     """The reward of ``cfg`` (the spec's factory)."""
-    model = SynthClip.from_pretrained(cfg.checkpoint or SHIPPED, device=cfg.device, dtype=DTYPES[cfg.dtype])
+    if cfg.checkpoint is None:
+        model = SynthClip(SynthClipConfig()).to(cfg.device, DTYPES[cfg.dtype]).eval()
+    else:
+        model = SynthClip.from_pretrained(cfg.checkpoint, device=cfg.device, dtype=DTYPES[cfg.dtype])
     return SynthClipReward(model, SentenceEncoder(cfg.device), source=cfg.source, views=cfg.views)
 
 

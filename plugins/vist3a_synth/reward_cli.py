@@ -22,8 +22,8 @@ EvalOpt = Annotated[int, typer.Option(min=2, help="Clips per split scored at the
 
 
 @train.command("reward")
-def reward(out: OutOpt, steps: Annotated[int, typer.Option(min=1, help="Optimisation steps.")] = 1500,
-           clips: ClipsOpt = 3000, width: WidthOpt = 24, batch_size: BatchOpt = 48,
+def reward(out: OutOpt, steps: Annotated[int, typer.Option(min=1, help="Optimisation steps.")] = 1200,
+           clips: ClipsOpt = 2000, width: WidthOpt = 24, batch_size: BatchOpt = 48,
            views: Annotated[int, typer.Option(min=1, help="Random frames per clip and step.")] = 2,
            lr: LrOpt = 2e-3, seed: SeedOpt = 0, eval_clips: EvalOpt = 100) -> None:  # fmt: skip
     """Train synth-clip contrastively; writes OUT/synth-clip and the test/train caption retrieval to OUT/metrics.json."""
@@ -36,7 +36,7 @@ def reward(out: OutOpt, steps: Annotated[int, typer.Option(min=1, help="Optimisa
 
 
 @train.command("classifier")
-def classifier(out: OutOpt, steps: Annotated[int, typer.Option(min=1, help="Optimisation steps.")] = 1000,
+def classifier(out: OutOpt, steps: Annotated[int, typer.Option(min=1, help="Optimisation steps.")] = 2000,
                clips: ClipsOpt = 2000, width: WidthOpt = 16,
                batch_size: Annotated[int, typer.Option(min=2, help="Frames per step.")] = 64, lr: LrOpt = 2e-3,
                seed: SeedOpt = 0, eval_clips: EvalOpt = 200) -> None:  # fmt: skip
