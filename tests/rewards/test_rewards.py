@@ -154,8 +154,9 @@ def test_meta_device_builds_without_weights():
 
 def test_registry_entries_are_provided_by_the_plugin(rewards_plugin):
     registry = Registry.load()
-    for ident in registry.entries["rewards"]:
-        assert registry.status("rewards", ident, rewards_plugin).installed, ident
+    for ident, entry in registry.entries["rewards"].items():
+        if entry.plugin == "vist3a_rewards":  # others (synth-clip) belong to their own plugins
+            assert registry.status("rewards", ident, rewards_plugin).installed, ident
 
 
 @pytest.mark.parametrize(
