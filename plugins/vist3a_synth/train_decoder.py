@@ -21,7 +21,7 @@ MODEL_FOLDER = "model"
 @train.command("decoder")
 def train_decoder(
     out: Annotated[Path, typer.Option("--out", help="Run folder (data cache, state, curves, model/).", show_default=False)],
-    steps: Annotated[int, typer.Option(min=1, help="Optimisation steps.")] = 800,
+    steps: Annotated[int, typer.Option(min=1, help="Optimisation steps.")] = 300,
     seed: Annotated[int, typer.Option(min=0, help="Weights, batches and the training scenes' seed.")] = 0,
     scenes: Annotated[int, typer.Option(min=1, max=100_000, help="Training scenes rendered once.")] = 600,
     batch_size: Annotated[int, typer.Option(min=1, help="Clips per step.")] = 2,
@@ -53,7 +53,7 @@ def train_decoder(
 @app.command("eval-decoder")
 def eval_decoder(
     checkpoint: Annotated[str | None, typer.Option(help="A synth-anysplat folder; default: the shipped weights.")] = None,
-    count: Annotated[int, typer.Option(min=1, max=10_000, help="Test-split scenes.")] = 100,
+    count: Annotated[int, typer.Option(min=1, max=10_000, help="Test-split scenes.")] = 50,
     seed: Annotated[int, typer.Option(min=0, help="Test scenes' seed.")] = 0,
     cache: Annotated[Path | None, typer.Option(help="Folder that caches the rendered test clips.")] = None,
 ) -> None:
