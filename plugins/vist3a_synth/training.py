@@ -69,7 +69,7 @@ def train(model: nn.Module, loss_fn: LossFn, options: TrainOptions, directory: P
         torch.nn.utils.clip_grad_norm_(params.values(), options.grad_clip)
         optimizer.step()
         schedule.step()
-        record = {key: float(value) for key, value in losses.items()}
+        record = {key: float(value.detach()) for key, value in losses.items()}
         state.history.append(record)
         state.step += 1
         if state.step % options.checkpoint_every == 0 or state.step == options.steps:

@@ -38,8 +38,8 @@ def test_psnr_and_the_vae_loss_on_a_hand_made_case():
     fake = SimpleNamespace(encode=lambda clips: SimpleNamespace(latent_dist=DiagonalGaussianDistribution(latent)),
                            decode=lambda z: SimpleNamespace(sample=torch.full_like(x, 0.5)))  # fmt: skip
     losses = vae_loss(fake, x)
-    assert torch.isclose(losses["l1"], torch.tensor(0.5)) and float(losses["kl"]) == 0.0
-    assert torch.isclose(losses["loss"], torch.tensor(0.5))
+    assert torch.isclose(losses["mse"], torch.tensor(0.25)) and float(losses["kl"]) == 0.0
+    assert torch.isclose(losses["loss"], torch.tensor(0.25))
 
 
 def test_latent_stats_give_unit_variance_model_latents(test_clips):
