@@ -51,7 +51,8 @@ def test_every_mvdust3r_pairing_derives_its_adapter_offline(entry_point_plugins,
     entry_point_plugins(*GENERATORS, "vist3a_mvdust3r")
     registry = Registry.load()
     pairings = {i: p for i, p in registry.pairings.items() if p.decoder == "mvdust3r"}
-    assert {p.generator for p in pairings.values()} == set(registry.entries["generators"])
+    released = {i for i, e in registry.entries["generators"].items() if e.plugin in GENERATORS}  # not the synthetic world's
+    assert {p.generator for p in pairings.values()} == released
     for pairing, entry in pairings.items():
         out = tmp_path / pairing
         assert main(["pair", entry.generator, "mvdust3r", "--out", str(out)]) == 0, (pairing, capsys.readouterr().err)
