@@ -42,12 +42,12 @@ TestOpt = Annotated[int, typer.Option("--test-scenes", min=1, help="Test-split s
 def vae_command(
     out: OutOpt,
     cache: CacheOpt = None,
-    steps: StepsOpt = 200,
+    steps: StepsOpt = 2000,
     seed: SeedOpt = 0,
     scenes: ScenesOpt = 2000,
-    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Clips per step.")] = 8,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Clips per step.")] = 4,
     crop: Annotated[int, typer.Option("--crop", min=8, max=SIZE, help="Square crop trained on (multiple of 8).")] = 32,
-    lr: Annotated[float, typer.Option("--lr", min=0.0, help="Peak learning rate.")] = 2e-3,
+    lr: Annotated[float, typer.Option("--lr", min=0.0, help="Peak learning rate.")] = 1e-3,
     test_scenes: TestOpt = TEST_CLIPS,
 ) -> None:
     """Train the video VAE; writes OUT/synth-wan-vae (float16) and OUT/metrics.json (test PSNR)."""
@@ -78,12 +78,22 @@ def train_vae(frames: Tensor, options: TrainOptions, crop: int, directory: Path)
 
     def loss_fn(step: int, generator: torch.Generator) -> dict[str, Tensor]:
         index = torch.randint(len(frames), (options.batch_size,), generator=generator)
-        top, left = torch.randint(frames.shape[-1] - crop + 1, (2,), generator=generator).tolist()
+        top, left = central_crop(frames.shape[-1], crop, generator)
         x = to_clips(frames[index])[..., top : top + crop, left : left + crop]
         return vae_loss(vae, x)
 
     run_training(vae, loss_fn, options, directory, on_step=_printer(options.steps))
     return vae
+
+
+def central_crop(size: int, crop: int, generator: torch.Generator, jitter: int = 8) -> tuple[int, int]:
+    """(top, left) of a ``crop`` square within ``jitter`` pixels of the frame's centre, where the objects are (the
+    cameras look at the scene's centre): crops anywhere else are mostly ground and sky, and on those the VAE never
+    left the plateau of an empty frame (test PSNR 20 dB after 1500 steps of 16x16 crops)."""
+    start = (size - crop) // 2
+    low, high = max(0, start - jitter), min(size - crop, start + jitter)
+    top, left = torch.randint(low, high + 1, (2,), generator=generator).tolist()
+    return top, left
 
 
 def vae_loss(vae: Any, x: Tensor) -> dict[str, Tensor]:

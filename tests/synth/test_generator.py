@@ -110,3 +110,13 @@ def test_the_shipped_vae_reconstructs_test_clips_at_the_reported_psnr(entry_poin
         through_generator = psnr(generator.decode(generator.encode(x)), x).mean()
     assert abs(float(measured) - REPORTED_PSNR_8) < 0.5
     assert abs(float(through_generator) - float(reconstruction_psnr(generator.pipe.vae, test_clips[:2]).mean())) < 1e-3
+
+
+def test_vae_crops_stay_in_the_frame_near_its_centre():
+    from vist3a_synth.train_vae import central_crop
+
+    g = torch.Generator().manual_seed(0)
+    for crop, (low, high) in {32: (8, 24), 56: (0, 8), 64: (0, 0)}.items():
+        corners = [central_crop(64, crop, g) for _ in range(200)]
+        values = {v for corner in corners for v in corner}
+        assert min(values) == low and max(values) == high, crop
