@@ -12,7 +12,6 @@ from vist3a_vggt.model import VGGT
 from vist3a_anysplat.config import AnySplatArchitecture, GaussianHeadConfig
 
 
-
 class GaussianParamHead(DPTHead):
     """DPT fusion, upsampled to full resolution, plus ``input_merger`` (7x7 conv + ReLU on the [0,1] frames), then the
     UV embedding and ``output_conv2`` (3x3 conv, ReLU, 1x1 conv); no activation."""
