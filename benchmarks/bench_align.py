@@ -172,13 +172,9 @@ def _run_case(case: Case, args: argparse.Namespace, queue: mp.Queue) -> None:
 
 def measure(case: Case, args: argparse.Namespace) -> tuple[str, float, int]:
     """Shape, seconds and peak memory (bytes) of one case, in a fresh process."""
-    ctx = mp.get_context("spawn")
-    queue = ctx.Queue()
-    proc = ctx.Process(target=_run_case, args=(case, args, queue))
-    proc.start()
-    result = queue.get()
-    proc.join()
-    return result
+    from bench_wan_vae import in_fresh_process
+
+    return in_fresh_process(_run_case, case, args)
 
 
 def main() -> None:

@@ -15,7 +15,9 @@ import multiprocessing as mp
 import platform
 import resource
 import time
+from collections.abc import Callable
 from types import SimpleNamespace
+from typing import Any
 
 CASES = ("encode", "decode", "decode+backward", "decode+backward (checkpointed)")
 
@@ -70,14 +72,19 @@ def _run_case(case: str, args: argparse.Namespace, queue: mp.Queue) -> None:
     queue.put((min(times), max(peak - base, 0)))
 
 
-def measure(case: str, args: argparse.Namespace) -> tuple[float, int]:
+def in_fresh_process(target: Callable[..., None], *args: Any) -> Any:
+    """What ``target(*args, queue)`` puts on the queue, run in a spawned process (so its peak memory is its own)."""
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
-    proc = ctx.Process(target=_run_case, args=(case, args, queue))
+    proc = ctx.Process(target=target, args=(*args, queue))
     proc.start()
     result = queue.get()
     proc.join()
     return result
+
+
+def measure(case: str, args: argparse.Namespace) -> tuple[float, int]:
+    return in_fresh_process(_run_case, case, args)
 
 
 def main() -> None:
