@@ -8,6 +8,7 @@ were trained by ``vist3a synth train vae`` and ``vist3a synth train dit``; the t
 
 from __future__ import annotations
 
+import json
 import shutil
 from collections.abc import Sequence
 from pathlib import Path
@@ -19,6 +20,7 @@ from vist3a_wan.generator import WanGenerator
 
 from vist3a.errors import CheckpointError
 from vist3a.generators.options import DiffusersVideoConfig
+from vist3a.protocols import LatentSpec
 
 WEIGHTS = Path(__file__).parent / "weights"
 VAE_NAME, DIT_NAME = "synth-wan-vae", "synth-wan-dit"
@@ -43,9 +45,19 @@ class SynthWanGenerator(WanGenerator):
     def _load_pipeline(cls, config: DiffusersVideoConfig) -> Any:
         from diffusers import WanTransformer3DModel
 
-        folder = Path(config.checkpoint).expanduser() if config.checkpoint else WEIGHTS
+        folder = _folder(config)
         transformer = _from_pretrained(WanTransformer3DModel, folder / DIT_NAME)
         return build_pipeline(load_vae(folder / VAE_NAME), transformer)
+
+    @classmethod
+    def meta_latent(cls, config: DiffusersVideoConfig) -> LatentSpec:
+        """The latent geometry from ``synth-wan-vae/config.json`` (the folder is not a diffusers pipeline)."""
+        path = _folder(config) / VAE_NAME / "config.json"
+        try:
+            values = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise CheckpointError(f"{path}: unreadable VAE config: {exc}") from None
+        return super().meta_latent(config.model_copy(update={"vae_config": {**values, **(config.vae_config or {})}}))
 
     def sample(self, prompts: Sequence[str], *, num_frames: int = FRAMES, height: int = SIZE, width: int = SIZE,
                steps: int = SAMPLE_STEPS, guidance: float = GUIDANCE, **kwargs: Any) -> Tensor:  # fmt: skip
@@ -89,6 +101,10 @@ def save_half(model: Any, folder: Path) -> None:
     model.float()
     shutil.rmtree(folder, ignore_errors=True)
     partial.rename(folder)
+
+
+def _folder(config: DiffusersVideoConfig) -> Path:
+    return Path(config.checkpoint).expanduser() if config.checkpoint else WEIGHTS
 
 
 def _from_pretrained(model_class: Any, folder: Path) -> Any:

@@ -22,8 +22,19 @@ from torch import Tensor
 
 from vist3a.generators.options import DiffusersVideoConfig
 from vist3a.io.atomic import atomic_write_bytes, atomic_write_text
-from vist3a_synth.cli import train
-from vist3a_synth.generator import DIT_NAME, FRAMES, SIZE, VAE_NAME, SynthWanGenerator, build_pipeline, load_vae, save_half
+from vist3a_synth.cli import app, train
+from vist3a_synth.generator import (
+    DIT_NAME,
+    FRAMES,
+    GUIDANCE,
+    SAMPLE_STEPS,
+    SIZE,
+    VAE_NAME,
+    SynthWanGenerator,
+    build_pipeline,
+    load_vae,
+    save_half,
+)
 from vist3a_synth.preview import _contact_sheet, _save_png
 from vist3a_synth.train_vae import METRICS_FILE, CacheOpt, OutOpt, ScenesOpt, SeedOpt, StepsOpt, TestOpt, _printer, encode_frames
 from vist3a_synth.training import TrainOptions, rendered
@@ -34,7 +45,7 @@ DIT_CONFIG: dict[str, Any] = {
     "ffn_dim": 384, "num_layers": 4, "cross_attn_norm": True, "qk_norm": "rms_norm_across_heads", "rope_max_seq_len": 32,
 }  # fmt: skip
 CAPTION_DROPOUT = 0.1
-SAMPLES_FILE, SAMPLE_ROWS, LOSS_DRAWS = "samples.png", 8, 8
+SAMPLES_FILE, SAMPLE_ROWS, LOSS_DRAWS, EVAL_BATCH = "samples.png", 8, 8, 16
 
 
 @train.command("dit")
@@ -71,6 +82,35 @@ def dit_command(
     metrics = {"test_flow_loss": round(loss, 4), "test_clips": test_scenes, "seconds": round(time.monotonic() - started)}
     atomic_write_text(out / METRICS_FILE, json.dumps(metrics, indent=2) + "\n")
     print(f"{out}: synth-wan checkpoint; test flow-matching loss {loss:.4f}; samples in {out / SAMPLES_FILE}")
+
+
+@app.command("eval-generator")
+def eval_generator(
+    checkpoint: Annotated[str | None, typer.Option(help="A synth-wan folder (train dit --out); default: the shipped weights.")] = None,
+    prompts: Annotated[int, typer.Option(min=1, max=10_000, help="Test-split captions to sample.")] = 64,
+    steps: Annotated[int, typer.Option(min=1, help="Sampling steps.")] = SAMPLE_STEPS,
+    guidance: Annotated[float, typer.Option(min=0.0, help="Classifier-free guidance scale.")] = GUIDANCE,
+    seed: Annotated[int, typer.Option(min=0, help="Test scenes' and noise seed.")] = 0,
+) -> None:
+    """Attribute accuracy of samples for held-out captions, judged by the shipped classifier, beside that of the
+    ground-truth renders of the same scenes."""
+    import vist3a
+    from vist3a_synth.classifier import attribute_accuracy
+    from vist3a_synth.data import SynthClips
+
+    torch.set_num_threads(1)
+    scenes = SynthClips(prompts, FRAMES, (SIZE, SIZE), seed, "test")
+    captions = [scenes.caption(i) for i in range(prompts)]
+    generator = vist3a.load_generator("synth-wan", checkpoint)
+    noise = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        videos = torch.cat([
+            generator.decode(generator.sample(captions[i : i + EVAL_BATCH], steps=steps, guidance=guidance, generator=noise))
+            for i in range(0, prompts, EVAL_BATCH)
+        ]).float().clamp(-1, 1)  # fmt: skip
+    truth = torch.stack([scenes.sample(i).frames for i in range(prompts)])
+    print(f"attribute accuracy over {prompts} held-out captions: samples {attribute_accuracy(videos, captions):.1%}, "
+          f"ground-truth renders {attribute_accuracy(truth, captions):.1%}")  # fmt: skip
 
 
 def new_transformer(channels: int) -> Any:

@@ -106,8 +106,9 @@ def _resume(path: Path, params: dict[str, nn.Parameter], optimizer: torch.optim.
         raise InputError(f"{path}: saved with other settings; delete the folder to start over")
     restore_training(tensors, params, optimizer, path)
     state = TrainState(int(meta["step"]), json.loads(meta["history"]))
-    for _ in range(state.step):
-        schedule.step()
+    schedule.last_epoch = state.step
+    for group in optimizer.param_groups:
+        group["lr"] = group["initial_lr"] * _lr_factor(state.step, options)
     return state
 
 
