@@ -129,3 +129,15 @@ def test_atomic_write_text_replaces_whole_files(tmp_path):
     atomic_write_text(target, "one")
     atomic_write_text(target, "two")
     assert target.read_text() == "two" and os.listdir(tmp_path) == ["a.json"]
+
+
+def test_atomic_writes_follow_the_umask(tmp_path):
+    old = os.umask(0o022)
+    try:
+        atomic_write_text(tmp_path / "a.json", "{}")
+        with atomic_directory(tmp_path / "folder") as folder:
+            (folder / "b.txt").write_text("b")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "a.json").stat().st_mode & 0o777 == 0o644
+    assert (tmp_path / "folder").stat().st_mode & 0o777 == 0o755

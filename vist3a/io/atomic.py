@@ -33,10 +33,14 @@ def temporary_file(path: Path) -> tuple[int, str]:
     ``mkstemp`` creates files readable by their owner only; the final file should follow the umask like any other.
     """
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix or ".tmp")
+    os.chmod(tmp, 0o666 & ~_umask())
+    return fd, tmp
+
+
+def _umask() -> int:
     umask = os.umask(0)
     os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)
-    return fd, tmp
+    return umask
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:
@@ -54,6 +58,7 @@ def atomic_directory(path: str | Path, *, overwrite: bool = False) -> Iterator[P
         raise InputError(f"{path} already exists; choose another folder or allow overwriting it")
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
+    os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes it private; the result should follow the umask
     try:
         yield tmp
         if path.exists():
