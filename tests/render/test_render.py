@@ -133,6 +133,19 @@ def test_batched_cameras_equal_one_by_one():
             torch.testing.assert_close(alpha[b, c], one_a[0])
 
 
+@pytest.mark.parametrize("n", [1, 40, 400])
+def test_the_inference_path_gives_the_tiled_image(n: int):
+    """Without autograd the torch backend composites per pixel (`composite_pixels`); with it, per tile."""
+    scene = [torch.stack(ts) for ts in zip(random_scene(n, cameras=2, seed=n, degree=1), random_scene(n, seed=n + 1, degree=1))]
+    with torch.no_grad():
+        fast, fast_alpha, _ = rasterize(*scene, 32, 24, sh_degree=1, render_mode="RGB+ED", backend="torch")
+    scene[3] = scene[3].clone().requires_grad_(True)
+    tiled, tiled_alpha, _ = rasterize(*scene, 32, 24, sh_degree=1, render_mode="RGB+ED", backend="torch")
+    assert fast_alpha.max() > 0.5  # the views see the scene
+    torch.testing.assert_close(fast, tiled.detach(), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(fast_alpha, tiled_alpha.detach(), atol=1e-5, rtol=1e-5)
+
+
 def test_depth_modes_and_backgrounds():
     means, quats, scales, opacities, sh, views, ks = random_scene(30, seed=2)
     gauss = (means, quats, scales, opacities, sh, views, ks, 32, 24)

@@ -12,7 +12,9 @@ Inputs arrive flattened to one batch dimension ``B`` (see ``rasterize``). Steps:
    skipped, and front-to-back compositing that stops before transmittance would fall to 1e-4. Under autograd
    each chunk is checkpointed, so memory stays at one chunk's intermediates plus the per-pair lists.
 
-Since the box bounds the region where alpha can reach 1/255, the tiling changes speed, never the image.
+Since the box bounds the region where alpha can reach 1/255, the tiling changes speed, never the image. Without
+autograd (rendering for viewing), ``composite_pixels`` lists only the pixels inside each box and composites per
+pixel instead: the same image, several times faster for the small Gaussians of per-pixel scenes.
 """
 
 from __future__ import annotations
@@ -93,6 +95,8 @@ def _radii(means2d: Tensor, a: Tensor, c: Tensor, opacities: Tensor, valid: Tens
 def composite(proj: Projection, opacities: Tensor, features: Tensor, width: int, height: int) -> tuple[Tensor, Tensor]:
     """Alpha-composite front to back. ``opacities [B,C,N]``, ``features [B,C,N,D]`` ->
     ``(features [B,C,H,W,D], alphas [B,C,H,W,1])``, without background."""
+    if not (torch.is_grad_enabled() and any(t.requires_grad for t in (proj.means2d, proj.conics, opacities, features))):
+        return composite_pixels(proj, opacities, features, width, height)
     b, c, n, d = features.shape
     tw, th = -(-width // TILE), -(-height // TILE)
     means2d, conics = proj.means2d.reshape(-1, 2), proj.conics.reshape(-1, 3)
@@ -120,6 +124,53 @@ def composite(proj: Projection, opacities: Tensor, features: Tensor, width: int,
         ids = torch.cat(pixels)
         image, alpha = image.index_copy(0, ids, torch.cat(colors)), alpha.index_copy(0, ids, torch.cat(alphas))
     return _crop(image, b, c, th, tw, width, height), _crop(alpha, b, c, th, tw, width, height)
+
+
+@torch.no_grad()
+def composite_pixels(proj: Projection, opacities: Tensor, features: Tensor, width: int,
+                     height: int) -> tuple[Tensor, Tensor]:  # fmt: skip
+    """:func:`composite` without autograd, one image at a time: only the (pixel, Gaussian) pairs inside each
+    Gaussian's box, composited per pixel by a segmented sum of ``log(1 - alpha)`` in float64. Far fewer pairs than
+    the tiles' dense lists when Gaussians are small, as in per-pixel Gaussian scenes; the same image."""
+    b, c, n, d = features.shape
+    flat = [
+        _composite_image(proj.means2d[i, j], proj.conics[i, j], proj.radii[i, j], proj.depths[i, j], opacities[i, j],
+                         features[i, j], width, height)  # fmt: skip
+        for i in range(b) for j in range(c)
+    ]  # fmt: skip
+    image = torch.stack([f for f, _ in flat]).reshape(b, c, height, width, d)
+    alpha = torch.stack([a for _, a in flat]).reshape(b, c, height, width, 1)
+    return image, alpha
+
+
+def _composite_image(means2d: Tensor, conics: Tensor, radii: Tensor, depths: Tensor, opacities: Tensor,
+                     features: Tensor, width: int, height: int) -> tuple[Tensor, Tensor]:  # fmt: skip
+    gauss = torch.nonzero((radii > 0).all(-1)).squeeze(1)
+    gauss = gauss[torch.argsort(depths[gauss], stable=True)]
+    lo = torch.floor(means2d[gauss] - radii[gauss] - 0.5).long().clamp(min=0)
+    hi = torch.minimum(torch.ceil(means2d[gauss] + radii[gauss] - 0.5).long(), means2d.new_tensor([width - 1, height - 1]).long())
+    span = (hi - lo + 1).clamp(min=0)
+    count = span[:, 0] * span[:, 1]
+    owner = torch.repeat_interleave(torch.arange(gauss.numel(), device=gauss.device), count)
+    k = torch.arange(owner.numel(), device=gauss.device) - (torch.cumsum(count, 0) - count)[owner]
+    x, y = lo[owner, 0] + k % span[owner, 0], lo[owner, 1] + k // span[owner, 0]
+    g = gauss[owner]
+    dx, dy = x.to(means2d.dtype) + 0.5 - means2d[g, 0], y.to(means2d.dtype) + 0.5 - means2d[g, 1]
+    sigma = 0.5 * (conics[g, 0] * dx * dx + conics[g, 2] * dy * dy) + conics[g, 1] * dx * dy
+    alpha = (opacities[g] * torch.exp(-sigma)).clamp(max=ALPHA_MAX)
+    keep = (sigma >= 0) & (alpha >= ALPHA_MIN)
+    pixel, g, alpha = (y * width + x)[keep], g[keep], alpha[keep].double()
+    order = torch.argsort(pixel, stable=True)  # pairs are already in depth order
+    pixel, g, alpha = pixel[order], g[order], alpha[order]
+    log_keep = torch.log1p(-alpha)
+    before = torch.cumsum(log_keep, 0) - log_keep  # log transmittance before each pair, not yet per pixel
+    counts = torch.bincount(pixel, minlength=width * height)
+    starts = torch.cumsum(counts, 0) - counts
+    before = before - before[starts[pixel]]
+    weights = torch.where(before + log_keep > torch.log(torch.tensor(T_MIN, dtype=torch.float64)), alpha * before.exp(), 0)
+    weights = weights.to(features.dtype)
+    image = features.new_zeros(width * height, features.shape[-1]).index_add_(0, pixel, weights[:, None] * features[g])
+    return image, features.new_zeros(width * height).index_add_(0, pixel, weights)
 
 
 def _crop(flat: Tensor, b: int, c: int, th: int, tw: int, width: int, height: int) -> Tensor:
