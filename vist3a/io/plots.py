@@ -26,12 +26,12 @@ def plot_sweep(scores: Mapping[str, Mapping[str, float]], best: str, path: Path)
 
 def plot_losses(history: Sequence[Mapping[str, float]], path: Path) -> None:
     """Total and per-head distillation losses per step."""
-    figure, (axis,) = _figure(1, width=7.0)
+    figure, (axis,) = _figure(1, width=7.0, height=max(2.6, 0.22 * len(history[0])))
     for key in history[0]:
         axis.plot([record[key] for record in history], label=key, linewidth=2 if key == "total" else 1)
     axis.set_xlabel("step")
     axis.set_yscale("log")
-    axis.legend(fontsize="small")
+    axis.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0))  # beside the plot, never over it
     _save(figure, path)
 
 
@@ -46,13 +46,13 @@ def plot_curves(history: Sequence[Mapping[str, float]], path: Path) -> None:
     _save(figure, path)
 
 
-def _figure(rows: int, width: float):
+def _figure(rows: int, width: float, height: float = 2.6):
     import matplotlib
 
     matplotlib.use("Agg")
     from matplotlib import pyplot
 
-    figure, axes = pyplot.subplots(rows, 1, figsize=(width, 2.6 * rows), squeeze=False, sharex=True)
+    figure, axes = pyplot.subplots(rows, 1, figsize=(width, height * rows), squeeze=False, sharex=True)
     return figure, list(axes[:, 0])
 
 
@@ -61,6 +61,6 @@ def _save(figure, path: Path) -> None:
 
     buffer = io.BytesIO()
     figure.tight_layout()
-    figure.savefig(buffer, format="png", dpi=100)
+    figure.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
     pyplot.close(figure)
     atomic_write_bytes(path, buffer.getvalue())
