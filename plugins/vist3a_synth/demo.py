@@ -25,11 +25,12 @@ class DemoScale:
     align_steps: int
     rollout_steps: int
     generate_steps: int
+    render_frames: int
 
 
 SCALES = {
-    "quick": DemoScale(clips=8, stitch_steps=4, align_steps=2, rollout_steps=2, generate_steps=4),
-    "full": DemoScale(clips=64, stitch_steps=300, align_steps=40, rollout_steps=8, generate_steps=20),
+    "quick": DemoScale(clips=8, stitch_steps=4, align_steps=2, rollout_steps=2, generate_steps=4, render_frames=8),
+    "full": DemoScale(clips=64, stitch_steps=300, align_steps=150, rollout_steps=8, generate_steps=20, render_frames=60),
 }
 
 
@@ -49,7 +50,7 @@ def stages(out: Path, scale: DemoScale, seed: int) -> list[tuple[str, Path, list
                                        "--grad-steps", "1", "--reward", "synth-clip=1.0", "--reward", "consistency=0.05",
                                        "--reward-option", "consistency.lpips_weight=0", "--seed", str(seed)]),
         ("generate", out / "generate", ["generate", DEMO_PROMPT, "--pair", str(pair), "--lora", str(align / "lora_ema"),
-                                        "--steps", str(scale.generate_steps), "--template", "none", "--seed", str(seed),
+                                        "--steps", str(scale.generate_steps), "--render-frames", str(scale.render_frames), "--template", "none", "--seed", str(seed),
                                         "--out", str(out / "generate")]),
     ]  # fmt: skip
 

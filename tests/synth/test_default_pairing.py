@@ -1,0 +1,66 @@
+"""The embedded default pairing: `vist3a generate "..."` with no other argument, and `vist3a synth demo`."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from vist3a_synth.demo import DEMO_PROMPT
+
+from vist3a.cli import main
+from vist3a.io.export import read_cameras_json, read_gaussians_ply, read_point_cloud
+from vist3a.io.video import count_frames
+from vist3a.registry import Registry
+
+DEFAULT = "synth-wan+synth-anysplat"
+FRAMES, SIZE = 9, 64
+
+
+def test_the_default_pairing_is_the_shipped_synthetic_one():
+    registry = Registry.load()
+    assert registry.default_pairing == DEFAULT
+    entry = registry.pairings[DEFAULT]
+    assert entry.stitched_checkpoint.startswith("package:") and entry.generator_lora.startswith("package:")
+    assert entry.sampling.template == "none"
+
+
+@pytest.mark.slow
+def test_generate_with_no_other_argument_works_offline(tmp_path):
+    """The README's main command, as a user runs it: a fresh process, offline, only the prompt."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    env.pop("VIST3A_PLUGINS", None)
+    command = [str(Path(sys.executable).parent / "vist3a"), "generate", "a red sphere next to a blue cube"]
+    result = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    (out,) = (tmp_path / "outputs").iterdir()
+    run = json.loads((out / "run.json").read_text())
+    assert run["pair"] == DEFAULT and run["text"] == "a red sphere next to a blue cube"
+    assert count_frames(out / "video.mp4") == FRAMES and count_frames(out / "orbit.mp4") > 1
+    gaussians = read_gaussians_ply(out / "scene.ply")
+    assert gaussians.means.shape == (1, FRAMES * SIZE * SIZE, 3) and gaussians.means.isfinite().all()
+    cameras = read_cameras_json(out / "cameras.json")
+    assert cameras.extrinsics.shape == (1, FRAMES, 4, 4) and cameras.image_size == (SIZE, SIZE)
+    points, colours = read_point_cloud(out / "points.ply")
+    assert points.shape == (FRAMES * SIZE * SIZE, 3) and colours.shape == points.shape
+
+
+@pytest.mark.slow
+def test_the_demo_runs_every_stage_and_continues(entry_point_plugins, tmp_path, capsys, offline):
+    entry_point_plugins("vist3a_synth")
+    out = tmp_path / "demo"
+    assert main(["synth", "demo", "--out", str(out), "--scale", "quick"]) == 0
+    printed = capsys.readouterr().out
+    for stage in ("pair", "sweep-layers", "stitch", "align", "generate"):
+        assert f"== {stage}: vist3a" in printed
+    sweep = json.loads((out / "pair" / "sweep.json").read_text())
+    assert sweep["best"] in [layer["name"] for layer in sweep["layers"]]
+    result = out / "generate"
+    assert json.loads((result / "run.json").read_text())["prompt"] == DEMO_PROMPT
+    assert read_gaussians_ply(result / "scene.ply").means.shape == (1, FRAMES * SIZE * SIZE, 3)
+    assert main(["synth", "demo", "--out", str(out), "--scale", "quick"]) == 0
+    again = capsys.readouterr().out
+    assert "== " not in again and str(out / "pair" / "stitched") in again
+    assert main(["synth", "demo", "--out", str(out), "--scale", "huge"]) == 2
+    assert "--scale must be one of quick, full" in capsys.readouterr().err
