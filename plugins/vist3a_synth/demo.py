@@ -6,8 +6,11 @@ pair -> sweep-layers -> stitch -> align -> generate, on the world's own generato
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from pathlib import Path
+
+import typer
 
 from vist3a.errors import InputError
 from vist3a_synth.data import SynthClips
@@ -47,7 +50,7 @@ def stages(out: Path, scale: DemoScale, seed: int) -> list[tuple[str, Path, list
         ("align", align / "lora_ema", ["align", "--pair", str(pair), "--prompts", str(out / "prompts.txt"),
                                        "--out", str(align), "--steps", str(scale.align_steps),
                                        "--min-steps", str(scale.rollout_steps), "--max-steps", str(scale.rollout_steps),
-                                       "--grad-steps", "1", "--reward", "synth-clip=1.0", "--reward", "consistency=0.05",
+                                       "--grad-steps", "1", "--reward", "synth-clip=1.0", "--reward", "consistency=1.0",
                                        "--reward-option", "consistency.lpips_weight=0", "--seed", str(seed)]),
         ("generate", out / "generate", ["generate", DEMO_PROMPT, "--pair", str(pair), "--lora", str(align / "lora_ema"),
                                         "--steps", str(scale.generate_steps), "--render-frames", str(scale.render_frames), "--template", "none", "--seed", str(seed),
@@ -74,8 +77,10 @@ def run_demo(out: Path, scale: str, seed: int = 0) -> dict[str, Path]:
     for name, marker, argv in stages(out, SCALES[scale], seed):
         if not marker.exists():
             print(f"== {name}: vist3a {' '.join(argv)}")
+            started = time.monotonic()
             code = main(argv)
             if code:
-                raise SystemExit(code)
+                raise typer.Exit(code)  # the stage has printed its one-line error
+            print(f"== {name} done in {time.monotonic() - started:.0f} s")
         done[name] = marker
     return done

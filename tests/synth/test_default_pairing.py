@@ -48,7 +48,7 @@ def test_generate_with_no_other_argument_works_offline(tmp_path):
 
 @pytest.mark.slow
 def test_the_demo_runs_every_stage_and_continues(entry_point_plugins, tmp_path, capsys, offline):
-    entry_point_plugins("vist3a_synth")
+    entry_point_plugins("vist3a_synth", "vist3a_rewards")
     out = tmp_path / "demo"
     assert main(["synth", "demo", "--out", str(out), "--scale", "quick"]) == 0
     printed = capsys.readouterr().out
@@ -64,3 +64,16 @@ def test_the_demo_runs_every_stage_and_continues(entry_point_plugins, tmp_path, 
     assert "== " not in again and str(out / "pair" / "stitched") in again
     assert main(["synth", "demo", "--out", str(out), "--scale", "huge"]) == 2
     assert "--scale must be one of quick, full" in capsys.readouterr().err
+
+
+def test_a_failing_stage_stops_the_demo_with_its_exit_code(entry_point_plugins, tmp_path, capsys, offline):
+    entry_point_plugins("vist3a_synth")  # no vist3a_rewards: the align stage cannot find the consistency reward
+    out = tmp_path / "demo"
+    for stage in ("pair", "stitched"):  # pretend the first stages are done
+        (out / "pair" / stage).mkdir(parents=True)
+    (out / "pair" / "pair.yaml").touch()
+    (out / "pair" / "sweep.json").touch()
+    assert main(["synth", "demo", "--out", str(out), "--scale", "quick"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["Error: reward 'consistency': plugin 'vist3a_rewards' is not installed"]
+    assert not (out / "align" / "lora_ema").exists() and not (out / "generate").exists()
