@@ -38,7 +38,7 @@ def preview(
 @app.command()
 def demo(
     out: Annotated[Path, typer.Option("--out", help="Folder for every stage's outputs; rerun to continue.")] = Path("runs/demo"),
-    scale: Annotated[str, typer.Option(help="quick (a smoke test, about 2 minutes on 2 CPU cores) or full (the shipped default pairing's run, about 35 minutes).")] = "full",
+    scale: Annotated[str, typer.Option(help="quick (a smoke test, under a minute) or full (the shipped default pairing's run, about 30 minutes).")] = "full",
     seed: Annotated[int, typer.Option(min=0)] = 0,
 ) -> None:
     """The whole recipe on the world: pair, sweep-layers, stitch, align and generate, with the shipped base models."""
