@@ -12,9 +12,10 @@ Inputs arrive flattened to one batch dimension ``B`` (see ``rasterize``). Steps:
    skipped, and front-to-back compositing that stops before transmittance would fall to 1e-4. Under autograd
    each chunk is checkpointed, so memory stays at one chunk's intermediates plus the per-pair lists.
 
-Since the box bounds the region where alpha can reach 1/255, the tiling changes speed, never the image. Without
-autograd (rendering for viewing), ``composite_pixels`` lists only the pixels inside each box and composites per
-pixel instead: the same image, several times faster for the small Gaussians of per-pixel scenes.
+Since the box bounds the region where alpha can reach 1/255, the tiling changes speed, never the image.
+``composite_pixels`` lists only the pixels inside each box and composites per pixel instead: the same image,
+several times faster for the small Gaussians of per-pixel scenes. It is used without autograd, and under autograd
+while the pairs number at most ``PIXEL_PAIRS_MAX`` (its memory grows with them; the tiles' does not).
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ from torch.utils.checkpoint import checkpoint
 
 TILE = 16
 CHUNK_ELEMENTS = 1 << 22
+PIXEL_PAIRS_MAX = 1 << 23
+"""Under autograd, more (pixel, Gaussian) pairs than this go through the checkpointed tiles to bound memory."""
 ALPHA_MIN = 1.0 / 255.0
 ALPHA_MAX = 0.999
 T_MIN = 1e-4
@@ -95,7 +98,8 @@ def _radii(means2d: Tensor, a: Tensor, c: Tensor, opacities: Tensor, valid: Tens
 def composite(proj: Projection, opacities: Tensor, features: Tensor, width: int, height: int) -> tuple[Tensor, Tensor]:
     """Alpha-composite front to back. ``opacities [B,C,N]``, ``features [B,C,N,D]`` ->
     ``(features [B,C,H,W,D], alphas [B,C,H,W,1])``, without background."""
-    if not (torch.is_grad_enabled() and any(t.requires_grad for t in (proj.means2d, proj.conics, opacities, features))):
+    grad = torch.is_grad_enabled() and any(t.requires_grad for t in (proj.means2d, proj.conics, opacities, features))
+    if not grad or _pixel_pairs(proj, width, height) <= PIXEL_PAIRS_MAX:
         return composite_pixels(proj, opacities, features, width, height)
     b, c, n, d = features.shape
     tw, th = -(-width // TILE), -(-height // TILE)
@@ -126,12 +130,12 @@ def composite(proj: Projection, opacities: Tensor, features: Tensor, width: int,
     return _crop(image, b, c, th, tw, width, height), _crop(alpha, b, c, th, tw, width, height)
 
 
-@torch.no_grad()
 def composite_pixels(proj: Projection, opacities: Tensor, features: Tensor, width: int,
                      height: int) -> tuple[Tensor, Tensor]:  # fmt: skip
-    """:func:`composite` without autograd, one image at a time: only the (pixel, Gaussian) pairs inside each
-    Gaussian's box, composited per pixel by a segmented sum of ``log(1 - alpha)`` in float64. Far fewer pairs than
-    the tiles' dense lists when Gaussians are small, as in per-pixel Gaussian scenes; the same image."""
+    """:func:`composite` one image at a time over only the (pixel, Gaussian) pairs inside each Gaussian's box,
+    composited per pixel by a segmented sum of ``log(1 - alpha)`` in float64. Far fewer pairs than the tiles' dense
+    lists when Gaussians are small, as in per-pixel Gaussian scenes; the same image. Differentiable, with memory
+    linear in the number of pairs (no checkpointing)."""
     b, c, n, d = features.shape
     flat = [
         _composite_image(proj.means2d[i, j], proj.conics[i, j], proj.radii[i, j], proj.depths[i, j], opacities[i, j],
@@ -146,10 +150,8 @@ def composite_pixels(proj: Projection, opacities: Tensor, features: Tensor, widt
 def _composite_image(means2d: Tensor, conics: Tensor, radii: Tensor, depths: Tensor, opacities: Tensor,
                      features: Tensor, width: int, height: int) -> tuple[Tensor, Tensor]:  # fmt: skip
     gauss = torch.nonzero((radii > 0).all(-1)).squeeze(1)
-    gauss = gauss[torch.argsort(depths[gauss], stable=True)]
-    lo = torch.floor(means2d[gauss] - radii[gauss] - 0.5).long().clamp(min=0)
-    hi = torch.minimum(torch.ceil(means2d[gauss] + radii[gauss] - 0.5).long(), means2d.new_tensor([width - 1, height - 1]).long())
-    span = (hi - lo + 1).clamp(min=0)
+    gauss = gauss[torch.argsort(depths.detach()[gauss], stable=True)]
+    lo, span = _pixel_boxes(means2d[gauss], radii[gauss], width, height)
     count = span[:, 0] * span[:, 1]
     owner = torch.repeat_interleave(torch.arange(gauss.numel(), device=gauss.device), count)
     k = torch.arange(owner.numel(), device=gauss.device) - (torch.cumsum(count, 0) - count)[owner]
@@ -171,6 +173,21 @@ def _composite_image(means2d: Tensor, conics: Tensor, radii: Tensor, depths: Ten
     weights = weights.to(features.dtype)
     image = features.new_zeros(width * height, features.shape[-1]).index_add_(0, pixel, weights[:, None] * features[g])
     return image, features.new_zeros(width * height).index_add_(0, pixel, weights)
+
+
+def _pixel_boxes(means2d: Tensor, radii: Tensor, width: int, height: int) -> tuple[Tensor, Tensor]:
+    """First pixel ``(x, y)`` and extent of the pixels whose centres may lie in each box, clipped to the image."""
+    with torch.no_grad():
+        lo = torch.floor(means2d - radii - 0.5).long().clamp(min=0)
+        hi = torch.minimum(torch.ceil(means2d + radii - 0.5).long(), torch.tensor([width - 1, height - 1]).to(lo))
+        return lo, (hi - lo + 1).clamp(min=0)
+
+
+def _pixel_pairs(proj: Projection, width: int, height: int) -> int:
+    """How many (pixel, Gaussian) pairs :func:`composite_pixels` would list."""
+    radii = proj.radii.reshape(-1, 2)
+    _, span = _pixel_boxes(proj.means2d.reshape(-1, 2), radii, width, height)
+    return int((span.prod(-1) * (radii > 0).all(-1)).sum())
 
 
 def _crop(flat: Tensor, b: int, c: int, th: int, tw: int, width: int, height: int) -> Tensor:
