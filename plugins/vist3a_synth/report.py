@@ -107,7 +107,6 @@ def generation_scores(pipeline: Vist3aPipeline, decoder: Decoder3D, prompts: Seq
     return scores
 
 
-
 def held_out_prompts(count: int, seed: int = 0) -> list[str]:
     """Captions of ``count`` test-split scenes: every one asks for a colour-shape pair never seen in training."""
     clips = SynthClips(count, 1, (8, 8), seed, "test")
