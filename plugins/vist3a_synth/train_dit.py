@@ -93,7 +93,7 @@ def eval_generator(
     seed: Annotated[int, typer.Option(min=0, help="Test scenes' and noise seed.")] = 0,
 ) -> None:
     """Attribute accuracy of samples for held-out captions, judged by the shipped classifier, beside that of the
-    ground-truth renders of the same scenes."""
+    ground-truth renders of the same scenes and of their VAE reconstructions (what the latents can carry)."""
     import vist3a
     from vist3a_synth.classifier import attribute_accuracy
     from vist3a_synth.data import SynthClips
@@ -103,13 +103,15 @@ def eval_generator(
     captions = [scenes.caption(i) for i in range(prompts)]
     generator = vist3a.load_generator("synth-wan", checkpoint)
     noise = torch.Generator().manual_seed(seed)
+    truth = torch.stack([scenes.sample(i).frames for i in range(prompts)])
     with torch.no_grad():
         videos = torch.cat([
             generator.decode(generator.sample(captions[i : i + EVAL_BATCH], steps=steps, guidance=guidance, generator=noise))
             for i in range(0, prompts, EVAL_BATCH)
         ]).float().clamp(-1, 1)  # fmt: skip
-    truth = torch.stack([scenes.sample(i).frames for i in range(prompts)])
+        rebuilt = torch.cat([generator.decode(generator.encode(truth[i : i + EVAL_BATCH])) for i in range(0, prompts, EVAL_BATCH)])
     print(f"attribute accuracy over {prompts} held-out captions: samples {attribute_accuracy(videos, captions):.1%}, "
+          f"VAE reconstructions {attribute_accuracy(rebuilt.float().clamp(-1, 1), captions):.1%}, "
           f"ground-truth renders {attribute_accuracy(truth, captions):.1%}")  # fmt: skip
 
 

@@ -116,4 +116,5 @@ def test_eval_generator_scores_samples_beside_the_ground_truth(entry_point_plugi
     entry_point_plugins("vist3a_synth")
     assert main(["synth", "eval-generator", "--prompts", "2", "--steps", "2"]) == 0
     line = capsys.readouterr().out.strip().splitlines()[-1]
-    assert line.startswith("attribute accuracy over 2 held-out captions: samples ") and "ground-truth renders" in line
+    assert line.startswith("attribute accuracy over 2 held-out captions: samples ")
+    assert "VAE reconstructions" in line and "ground-truth renders" in line
