@@ -151,16 +151,11 @@ def _composite_image(means2d: Tensor, conics: Tensor, radii: Tensor, depths: Ten
                      features: Tensor, width: int, height: int) -> tuple[Tensor, Tensor]:  # fmt: skip
     gauss = torch.nonzero((radii > 0).all(-1)).squeeze(1)
     gauss = gauss[torch.argsort(depths.detach()[gauss], stable=True)]
-    lo, span = _pixel_boxes(means2d[gauss], radii[gauss], width, height)
-    count = span[:, 0] * span[:, 1]
-    owner = torch.repeat_interleave(torch.arange(gauss.numel(), device=gauss.device), count)
-    k = torch.arange(owner.numel(), device=gauss.device) - (torch.cumsum(count, 0) - count)[owner]
-    x, y = lo[owner, 0] + k % span[owner, 0], lo[owner, 1] + k // span[owner, 0]
+    owner, x, y = _cells_in_boxes(*_pixel_boxes(means2d[gauss], radii[gauss], width, height))
     g = gauss[owner]
     dx, dy = x.to(means2d.dtype) + 0.5 - means2d[g, 0], y.to(means2d.dtype) + 0.5 - means2d[g, 1]
-    sigma = 0.5 * (conics[g, 0] * dx * dx + conics[g, 2] * dy * dy) + conics[g, 1] * dx * dy
-    alpha = (opacities[g] * torch.exp(-sigma)).clamp(max=ALPHA_MAX)
-    keep = (sigma >= 0) & (alpha >= ALPHA_MIN)
+    alpha = _splat_alpha(dx, dy, *conics[g].unbind(-1), opacities[g])
+    keep = alpha > 0
     pixel, g, alpha = (y * width + x)[keep], g[keep], alpha[keep].double()
     order = torch.argsort(pixel, stable=True)  # pairs are already in depth order
     pixel, g, alpha = pixel[order], g[order], alpha[order]
@@ -173,6 +168,21 @@ def _composite_image(means2d: Tensor, conics: Tensor, radii: Tensor, depths: Ten
     weights = weights.to(features.dtype)
     image = features.new_zeros(width * height, features.shape[-1]).index_add_(0, pixel, weights[:, None] * features[g])
     return image, features.new_zeros(width * height).index_add_(0, pixel, weights)
+
+
+def _cells_in_boxes(lo: Tensor, span: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """Every grid cell of every box (first cell ``lo [K,2]``, extent ``span [K,2]``) as ``(box index, x, y)``."""
+    count = span[:, 0] * span[:, 1]
+    owner = torch.repeat_interleave(torch.arange(len(lo), device=lo.device), count)
+    k = torch.arange(owner.numel(), device=lo.device) - (torch.cumsum(count, 0) - count)[owner]
+    return owner, lo[owner, 0] + k % span[owner, 0], lo[owner, 1] + k // span[owner, 0]
+
+
+def _splat_alpha(dx: Tensor, dy: Tensor, a: Tensor, b: Tensor, c: Tensor, opacities: Tensor) -> Tensor:
+    """``min(0.999, o * exp(-d^T conic d / 2))`` at offsets ``(dx, dy)``; 0 where it is below 1/255 (or invalid)."""
+    sigma = 0.5 * (a * dx * dx + c * dy * dy) + b * dx * dy
+    alpha = (opacities * torch.exp(-sigma)).clamp(max=ALPHA_MAX)
+    return torch.where((sigma >= 0) & (alpha >= ALPHA_MIN), alpha, 0)
 
 
 def _pixel_boxes(means2d: Tensor, radii: Tensor, width: int, height: int) -> tuple[Tensor, Tensor]:
@@ -205,12 +215,7 @@ def _tile_pairs(proj: Projection, tw: int, th: int) -> tuple[Tensor, Tensor]:
         hi = torch.ceil((means2d[gauss] + radii[gauss]) / TILE).long()
         grid = torch.tensor([tw, th], device=lo.device)
         lo, hi = torch.minimum(lo.clamp(min=0), grid), torch.minimum(hi.clamp(min=0), grid)
-        span = hi - lo
-        count = span[:, 0] * span[:, 1]
-        owner = torch.repeat_interleave(torch.arange(gauss.numel(), device=gauss.device), count)
-        k = torch.arange(owner.numel(), device=gauss.device) - (torch.cumsum(count, 0) - count)[owner]
-        tx = lo[owner, 0] + k % span[owner, 0]
-        ty = lo[owner, 1] + k // span[owner, 0]
+        owner, tx, ty = _cells_in_boxes(lo, hi - lo)
         tile = (image[owner] * th + ty) * tw + tx
         pair_gauss = gauss[owner]
         by_depth = torch.argsort(proj.depths.detach().reshape(-1)[pair_gauss], stable=True)
@@ -252,10 +257,7 @@ def _composite_tiles(xy: Tensor, means2d: Tensor, conics: Tensor, opacities: Ten
     ``features [t,M,D]`` -> ``(features [t,P,D], alpha [t,P])``."""
     delta = xy[:, :, None, :] - means2d[:, None, :, :]  # [t,P,M,2]
     dx, dy = delta.unbind(-1)
-    a, b, c = (conics[:, None, :, i] for i in range(3))
-    sigma = 0.5 * (a * dx * dx + c * dy * dy) + b * dx * dy
-    alpha = (opacities[:, None, :] * torch.exp(-sigma)).clamp(max=ALPHA_MAX)
-    alpha = torch.where((sigma >= 0) & (alpha >= ALPHA_MIN), alpha, 0)
+    alpha = _splat_alpha(dx, dy, *(conics[:, None, :, i] for i in range(3)), opacities[:, None, :])
     transmittance = torch.cumprod(1 - alpha, dim=-1)  # after each Gaussian
     before = torch.cat([torch.ones_like(transmittance[..., :1]), transmittance[..., :-1]], dim=-1)
     weights = torch.where(transmittance > T_MIN, alpha * before, 0)
