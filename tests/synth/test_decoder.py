@@ -6,9 +6,11 @@ import pytest
 import torch
 from vist3a_synth.decoder import (
     FRAMES,
+    NEAR_DEPTH,
     SIZE,
     camera_errors,
     camera_loss,
+    depth_errors,
     depth_loss,
     evaluate,
     matrix_to_quaternion,
@@ -46,6 +48,18 @@ def test_perfect_predictions_give_zero_depth_and_camera_loss(clips):
     assert torch.allclose(to_homogeneous(decoded), relative(extrinsics), atol=1e-5)
     rot, trans = camera_errors(relative(extrinsics), relative(extrinsics))
     assert rot.abs().max() < 0.1 and trans.abs().max() < 1e-5
+
+
+def test_depth_errors_separate_objects_and_far_ground(clips):
+    target, ids = clips["depth"].float(), clips["ids"]
+    wrong_objects = torch.where(ids > 0, 1.5 * target, target)
+    errors = depth_errors(wrong_objects, target, ids)
+    assert torch.allclose(errors["abs_rel_objects"], torch.full((4,), 0.5))
+    wrong_far = torch.where(target > NEAR_DEPTH, 2 * target, target)
+    errors = depth_errors(wrong_far, target, ids)
+    assert errors["abs_rel_near"].abs().max() < 1e-6 and errors["abs_rel_objects"].abs().max() < 1e-6
+    far = ((target > NEAR_DEPTH).flatten(1).sum(1) / (target > 0).flatten(1).sum(1)).float()
+    assert torch.allclose(errors["abs_rel"], far, atol=1e-5) and (far > 0).all()  # abs-rel 1 on each far pixel
 
 
 def test_train_runs_resumes_and_exports(entry_point_plugins, tmp_path, capsys):
