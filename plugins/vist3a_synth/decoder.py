@@ -165,7 +165,8 @@ def psnr(rgb: Tensor, target: Tensor) -> Tensor:
 @torch.no_grad()
 def evaluate(decoder: AnySplatDecoder, data: dict[str, Tensor], batch: int = 4) -> dict[str, float]:
     """The held-out metrics on rendered clips (``rendered(...)`` tensors): the :func:`depth_errors` of all 9 views,
-    camera errors of views 1-8 relative to view 0 (all 9 views in), and the PSNR of the odd views rendered from the :data:`CONTEXT` views at their GT cameras."""
+    camera errors of views 1-8 relative to view 0 (all 9 views in), and the PSNR of the odd views rendered from the
+    :data:`CONTEXT` views at their GT cameras."""
     totals: dict[str, list[Tensor]] = {}
     for start in range(0, len(data["frames"]), batch):
         part = {k: v[start : start + batch] for k, v in data.items()}
