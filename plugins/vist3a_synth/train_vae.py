@@ -28,7 +28,7 @@ VAE_CONFIG: dict[str, Any] = {
     "temperal_downsample": [False, True, True],
 }  # fmt: skip
 KL_WEIGHT = 1e-4
-OBJECT_WEIGHT = 4.0
+OBJECT_WEIGHT = 10.0
 """Extra loss weight of object pixels (and their one-pixel outline) over ground and sky: at 64 px the objects are a
 few pixels wide, and an unweighted loss let the VAE blur their colours and shapes away."""
 STATS_CLIPS, TEST_CLIPS = 128, 64
