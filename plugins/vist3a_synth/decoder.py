@@ -129,19 +129,18 @@ def render_views(decoded: Decoded3D, clips: dict[str, Tensor], views: Tensor, ta
     return render(decoded.gaussians, cameras, background=extrinsics.new_tensor(SKY), mode="RGB", backend="torch").rgb
 
 
-def training_losses(decoder: AnySplatDecoder, clips: dict[str, Tensor], views: Tensor) -> dict[str, Tensor]:
+def training_losses(decoder: AnySplatDecoder, clips: dict[str, Tensor], views: Tensor, targets: Tensor) -> dict[str, Tensor]:
     """The three training terms on a batch of rendered clips (``rendered(...)`` tensors, frames uint8): the model sees
-    ``views``; depth abs-rel and the pose-encoding L1 on them, and the L1 of the other views rendered at their GT
-    cameras. ``loss`` is their sum (the terms are returned detached, for the log)."""
+    ``views``; depth abs-rel and the pose-encoding L1 on them, and the L1 of the ``targets`` views (none of ``views``)
+    rendered at their GT cameras. ``loss`` is their sum (the terms are returned detached, for the log)."""
     images = clips["frames"].float() / 255
     decoded = decoder(images[:, views])
     target = pose_encoding(clips["extrinsics"][:, views], clips["intrinsics"][:, views], (SIZE, SIZE))
     terms = {"depth": depth_loss(decoded.points.depth, clips["depth"][:, views].float()),
              "camera": camera_loss(decoded.heads["pose_enc_list"], target)}  # fmt: skip
-    held = held_out(views, images.shape[1])
-    if len(held):
-        rgb = render_views(decoded, clips, views, held)
-        terms["render"] = (rgb - images[:, held].permute(0, 1, 3, 4, 2)).abs().mean()
+    if len(targets):
+        rgb = render_views(decoded, clips, views, targets)
+        terms["render"] = (rgb - images[:, targets].permute(0, 1, 3, 4, 2)).abs().mean()
     return {"loss": sum(terms.values()), **{k: v.detach() for k, v in terms.items()}}  # type: ignore[dict-item]
 
 

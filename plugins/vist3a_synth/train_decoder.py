@@ -14,18 +14,20 @@ from vist3a.errors import InputError
 from vist3a_synth.cli import app, train
 
 CONTEXT_VIEWS = 5
-"""Views the model sees per training clip (a random sorted subset of the 9); the others are rendered."""
+"""Views the model sees per training clip (a random sorted subset of the 9); some of the others are rendered."""
 MODEL_FOLDER = "model"
 
 
 @train.command("decoder")
 def train_decoder(
     out: Annotated[Path, typer.Option("--out", help="Run folder (data cache, state, curves, model/).", show_default=False)],
-    steps: Annotated[int, typer.Option(min=1, help="Optimisation steps.")] = 300,
+    steps: Annotated[int, typer.Option(min=1, help="Optimisation steps.")] = 3000,
     seed: Annotated[int, typer.Option(min=0, help="Weights, batches and the training scenes' seed.")] = 0,
     scenes: Annotated[int, typer.Option(min=1, max=100_000, help="Training scenes rendered once.")] = 600,
     batch_size: Annotated[int, typer.Option(min=1, help="Clips per step.")] = 2,
-    lr: Annotated[float, typer.Option(min=0.0, help="Peak AdamW learning rate.")] = 1e-3,
+    lr: Annotated[float, typer.Option(min=0.0, help="Peak AdamW learning rate.")] = 3e-4,
+    render_views: Annotated[int, typer.Option(min=0, help="Unseen views rendered per step (render loss), <= 4.")] = 1,
+    warmup: Annotated[int, typer.Option(min=0, help="Linear learning-rate warm-up steps.")] = 0,
 ) -> None:
     """Train synth-anysplat (depth, camera and held-out-view rendering losses); rerun to resume. Writes OUT/model/."""
     from vist3a_synth.decoder import FRAMES, SIZE, new_decoder, training_losses
@@ -33,21 +35,30 @@ def train_decoder(
     from vist3a_synth.training import train as run
 
     _check_folder(out)
+    if render_views > FRAMES - CONTEXT_VIEWS:
+        raise InputError(f"--render-views {render_views}: a clip has only {FRAMES - CONTEXT_VIEWS} unseen views")
     torch.set_num_threads(1)
     data, _ = rendered(out, "train", scenes, frames=FRAMES, size=SIZE, seed=seed)
     decoder = new_decoder(seed)
-    options = TrainOptions(steps=steps, lr=lr, batch_size=batch_size, seed=seed, warmup=100)
+    options = TrainOptions(steps=steps, lr=lr, batch_size=batch_size, seed=seed, warmup=warmup)
 
     def loss_fn(step: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
-        clips = {k: v[torch.randint(len(v), (batch_size,), generator=generator)] for k, v in data.items() if k != "labels"}
-        views = torch.randperm(FRAMES, generator=generator)[:CONTEXT_VIEWS].sort().values
-        return training_losses(decoder, clips, views)
+        clips = sample_clips(data, batch_size, generator)
+        order = torch.randperm(FRAMES, generator=generator)
+        views = order[:CONTEXT_VIEWS].sort().values
+        return training_losses(decoder, clips, views, order[CONTEXT_VIEWS:][:render_views].sort().values)
 
     with progress() as bar:
         task = bar.add_task("synth-anysplat", total=steps)
         state = run(decoder, loss_fn, options, out, lambda step, _: bar.update(task, completed=step))
     folder = decoder.half().save_pretrained(out / MODEL_FOLDER, overwrite=True)
     print(f"step {state.step}: loss {state.history[-1]['loss']:.4f}; wrote {folder}")
+
+
+def sample_clips(data: dict[str, torch.Tensor], count: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
+    """``count`` random clips of ``rendered(...)`` tensors (labels left out), every tensor indexed by the same draw."""
+    index = torch.randint(len(data["frames"]), (count,), generator=generator)
+    return {key: value[index] for key, value in data.items() if key != "labels"}
 
 
 @app.command("eval-decoder")
