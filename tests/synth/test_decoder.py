@@ -6,6 +6,7 @@ import pytest
 import torch
 from vist3a_synth.decoder import (
     FRAMES,
+    FAR_DEPTH,
     NEAR_DEPTH,
     SIZE,
     camera_errors,
@@ -45,12 +46,19 @@ def test_quaternions_invert_the_rotations():
 def test_perfect_predictions_give_zero_depth_and_camera_loss(clips):
     extrinsics, intrinsics, depth = clips["extrinsics"], clips["intrinsics"], clips["depth"].float()
     target = pose_encoding(extrinsics, intrinsics, (SIZE, SIZE))
-    assert depth_loss(depth, depth) == 0 and camera_loss(target.expand(4, *target.shape), target) == 0
-    assert depth_loss(1.1 * depth, depth) == pytest.approx(0.1, rel=1e-3)  # abs-rel, sky pixels ignored
+    capped = torch.where(depth > 0, depth.clamp(max=FAR_DEPTH), FAR_DEPTH)
+    assert depth_loss(capped, depth) == 0 and camera_loss(target.expand(4, *target.shape), target) == 0
+    assert depth_loss(1.1 * capped, depth) == pytest.approx(0.1, rel=1e-3)  # abs-rel
     decoded, _ = pose_encoding_to_cameras(target, (SIZE, SIZE))  # the encoding decodes back to the GT cameras
     assert torch.allclose(to_homogeneous(decoded), relative(extrinsics), atol=1e-5)
     rot, trans = camera_errors(relative(extrinsics), relative(extrinsics))
     assert rot.abs().max() < 0.1 and trans.abs().max() < 1e-5
+
+
+def test_depth_loss_pulls_the_sky_and_the_horizon_to_the_far_cap():
+    target = torch.tensor([0.0, 4.0, 1000.0]).view(1, 1, 1, 3)  # sky, an object, the ground near the horizon
+    assert depth_loss(torch.tensor([FAR_DEPTH, 4.0, FAR_DEPTH]).view(1, 1, 1, 3), target) == 0
+    assert depth_loss(torch.tensor([1e5, 4.0, FAR_DEPTH]).view(1, 1, 1, 3), target) > 600
 
 
 def test_depth_errors_separate_objects_and_far_ground(clips):
