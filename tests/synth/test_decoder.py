@@ -5,8 +5,8 @@ import json
 import pytest
 import torch
 from vist3a_synth.decoder import (
-    FRAMES,
     FAR_DEPTH,
+    FRAMES,
     NEAR_DEPTH,
     SIZE,
     camera_errors,
