@@ -133,10 +133,13 @@ def render_views(decoded: Decoded3D, clips: dict[str, Tensor], views: Tensor, ta
     return render(decoded.gaussians, cameras, background=extrinsics.new_tensor(SKY), mode="RGB", backend="torch").rgb
 
 
-def training_losses(decoder: AnySplatDecoder, clips: dict[str, Tensor], views: Tensor, targets: Tensor) -> dict[str, Tensor]:
+def training_losses(
+    decoder: AnySplatDecoder, clips: dict[str, Tensor], views: Tensor, targets: Tensor, camera_weight: float = 1.0
+) -> dict[str, Tensor]:
     """The three training terms on a batch of rendered clips (``rendered(...)`` tensors, frames uint8): the model sees
     ``views``; depth abs-rel and the pose-encoding L1 on them, and the L1 of the ``targets`` views (none of ``views``)
-    rendered at their GT cameras. ``loss`` is their sum (the terms are returned detached, for the log)."""
+    rendered at their GT cameras. ``loss`` is their sum, the camera term times ``camera_weight`` (the terms are
+    returned unweighted and detached, for the log)."""
     images = clips["frames"].float() / 255
     decoded = decoder(images[:, views])
     target = pose_encoding(clips["extrinsics"][:, views], clips["intrinsics"][:, views], (SIZE, SIZE))
@@ -145,7 +148,8 @@ def training_losses(decoder: AnySplatDecoder, clips: dict[str, Tensor], views: T
     if len(targets):
         rgb = render_views(decoded, clips, views, targets)
         terms["render"] = (rgb - images[:, targets].permute(0, 1, 3, 4, 2)).abs().mean()
-    return {"loss": sum(terms.values()), **{k: v.detach() for k, v in terms.items()}}  # type: ignore[dict-item]
+    loss = sum(value * (camera_weight if key == "camera" else 1.0) for key, value in terms.items())
+    return {"loss": loss, **{k: v.detach() for k, v in terms.items()}}  # type: ignore[dict-item]
 
 
 # --- metrics --------------------------------------------------------------------------------------------------

@@ -28,6 +28,7 @@ def train_decoder(
     lr: Annotated[float, typer.Option(min=0.0, help="Peak AdamW learning rate.")] = 3e-4,
     render_views: Annotated[int, typer.Option(min=0, help="Unseen views rendered per step (render loss), <= 4.")] = 1,
     warmup: Annotated[int, typer.Option(min=0, help="Linear learning-rate warm-up steps.")] = 0,
+    camera_weight: Annotated[float, typer.Option(min=0.0, help="Weight of the camera loss (depth and render: 1).")] = 1.0,
 ) -> None:
     """Train synth-anysplat (depth, camera and held-out-view rendering losses); rerun to resume. Writes OUT/model/."""
     from vist3a_synth.decoder import FRAMES, SIZE, new_decoder, training_losses
@@ -40,13 +41,15 @@ def train_decoder(
     torch.set_num_threads(1)
     data, _ = rendered(out, "train", scenes, frames=FRAMES, size=SIZE, seed=seed)
     decoder = new_decoder(seed)
-    options = TrainOptions(steps=steps, lr=lr, batch_size=batch_size, seed=seed, warmup=warmup)
+    loss = {"render_views": render_views, "camera_weight": camera_weight}
+    options = TrainOptions(steps=steps, lr=lr, batch_size=batch_size, seed=seed, warmup=warmup, loss=loss)
 
     def loss_fn(step: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
         clips = sample_clips(data, batch_size, generator)
         order = torch.randperm(FRAMES, generator=generator)
         views = order[:CONTEXT_VIEWS].sort().values
-        return training_losses(decoder, clips, views, order[CONTEXT_VIEWS:][:render_views].sort().values)
+        targets = order[CONTEXT_VIEWS:][:render_views].sort().values
+        return training_losses(decoder, clips, views, targets, camera_weight)
 
     with progress() as bar:
         task = bar.add_task("synth-anysplat", total=steps)

@@ -62,7 +62,8 @@ def vae_command(
     torch.set_num_threads(1)
     started = time.monotonic()
     data, _ = rendered(cache or out, "train", scenes, frames=FRAMES, size=SIZE)
-    options = TrainOptions(steps=steps, lr=lr, batch_size=batch_size, seed=seed, warmup=20, checkpoint_every=20)
+    options = TrainOptions(steps=steps, lr=lr, batch_size=batch_size, seed=seed, warmup=20, checkpoint_every=20,
+                           loss={"object_weight": OBJECT_WEIGHT})  # fmt: skip
     vae = train_vae(data["frames"], data["ids"], options, crop, out)
     set_latent_stats(vae, data["frames"][:STATS_CLIPS])
     save_half(vae, out / VAE_NAME)

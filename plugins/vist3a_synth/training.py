@@ -45,6 +45,9 @@ class TrainOptions(StrictModel):
     batch_size: int = 8
     seed: int = 0
     checkpoint_every: int = 100
+    loss: dict[str, float] = {}
+    """The loss function's own settings (weights, views...): recorded like the others, so a resume under other
+    settings is refused."""
 
 
 @dataclass

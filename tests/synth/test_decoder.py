@@ -81,6 +81,14 @@ def test_training_losses_render_only_the_target_views(clips):
     assert torch.isclose(with_render["loss"], without["loss"] + with_render["render"], rtol=1e-4)
 
 
+def test_the_camera_weight_scales_only_the_camera_term(clips):
+    decoder, views, none = new_decoder(0), torch.tensor([0, 2, 4, 6, 8]), torch.tensor([], dtype=torch.long)
+    plain = training_losses(decoder, clips, views, none)
+    weighted = training_losses(decoder, clips, views, none, camera_weight=5.0)
+    assert weighted["camera"] == plain["camera"] and weighted["depth"] == plain["depth"]
+    assert torch.isclose(weighted["loss"], plain["depth"] + 5 * plain["camera"], rtol=1e-5)
+
+
 def test_sampled_clips_keep_each_clips_frames_depth_and_cameras_together():
     clip_of = torch.arange(10.0)
     data = {"frames": clip_of[:, None, None].expand(10, 9, 3), "depth": clip_of[:, None].expand(10, 9),
@@ -109,8 +117,10 @@ def test_bad_input_exits_2_with_one_line(entry_point_plugins, tmp_path, capsys):
     assert main(["synth", "train", "decoder", "--out", str(tmp_path / "file")]) == 2
     assert main(["synth", "eval-decoder", "--checkpoint", str(tmp_path / "missing")]) == 2
     assert main(["synth", "train", "decoder", "--out", str(tmp_path / "run"), "--render-views", "5"]) == 2
+    assert main(["synth", "train", "decoder", "--out", str(tmp_path / "run"), "--camera-weight", "-1"]) == 2
     lines = capsys.readouterr().err.strip().splitlines()
-    assert len(lines) == 3 and "exists and is not a folder" in lines[0] and "only 4 unseen views" in lines[2]
+    assert len(lines) == 4 and "exists and is not a folder" in lines[0] and "only 4 unseen views" in lines[2]
+    assert "--camera-weight" in lines[3]
     assert not (tmp_path / "run").exists()
 
 

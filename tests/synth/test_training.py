@@ -42,8 +42,9 @@ def test_a_stopped_run_resumes_to_the_same_weights(tmp_path):
     lines = (tmp_path / "b" / "history.jsonl").read_text().splitlines()
     assert [json.loads(line)["step"] for line in lines] == list(range(1, 7))
     assert (tmp_path / "b" / "curves.png").read_bytes().startswith(b"\x89PNG")
-    with pytest.raises(InputError, match="other settings"):
-        train(fresh(), regression, OPTIONS.model_copy(update={"lr": 0.5}), tmp_path / "b")
+    for changed in ({"lr": 0.5}, {"loss": {"weight": 2.0}}):
+        with pytest.raises(InputError, match="other settings"):
+            train(fresh(), regression, OPTIONS.model_copy(update=changed), tmp_path / "b")
 
 
 def test_rendered_data_is_cached_with_labels_and_captions(tmp_path):
