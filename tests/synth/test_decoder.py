@@ -28,7 +28,7 @@ import vist3a
 from vist3a.cli import main
 from vist3a.scene import Decoded3D
 
-REPORTED_ABS_REL = 0.046  # docs/synth.md, synth-anysplat: metric depth abs-rel on 50 test scenes
+REPORTED_ABS_REL = 0.052  # docs/synth.md, synth-anysplat: metric depth abs-rel on 50 test scenes
 
 
 @pytest.fixture(scope="module")
@@ -142,6 +142,15 @@ def test_the_shipped_model_reproduces_the_reported_depth_error(entry_point_plugi
     entry_point_plugins("vist3a_synth", "vist3a_anysplat")
     metrics = evaluate(vist3a.load_decoder("synth-anysplat"), clips)
     assert metrics["abs_rel"] == pytest.approx(REPORTED_ABS_REL, abs=0.05)
+
+
+def test_the_shipped_model_puts_the_sky_near_the_far_cap(entry_point_plugins, clips):
+    """Trained without a sky target, the first models put sky depths in the hundreds to 1e5 units."""
+    entry_point_plugins("vist3a_synth", "vist3a_anysplat")
+    with torch.no_grad():
+        depth = vist3a.load_decoder("synth-anysplat")(clips["frames"].float() / 255).points.depth
+    sky = clips["depth"] == 0
+    assert sky.any() and 0.5 * FAR_DEPTH < depth[sky].median() < 2 * FAR_DEPTH and depth.max() < 4 * FAR_DEPTH
 
 
 @pytest.mark.slow
