@@ -72,15 +72,16 @@ def test_decoded3d_uses_vist3a_conventions(tiny, reference):
     with torch.no_grad():
         decoded = tiny(images)
     g = decoded.gaussians
-    assert max_error(g.quats, expected["gaussians.rotations"][..., [3, 0, 1, 2]]) == 0.0  # xyzw -> wxyz
-    assert max_error(g.sh, expected["gaussians.harmonics"].transpose(-1, -2)) == 0.0  # [B,N,3,25] -> [B,N,25,3]
-    assert g.sh_degree == 4 and max_error(g.scales, expected["gaussians.scales"]) == 0.0
+    # up to float error (the reference ran at another thread count); a wrong axis order is off by O(1)
+    assert max_error(g.quats, expected["gaussians.rotations"][..., [3, 0, 1, 2]]) <= TOL  # xyzw -> wxyz
+    assert max_error(g.sh, expected["gaussians.harmonics"].transpose(-1, -2)) <= TOL  # [B,N,3,25] -> [B,N,25,3]
+    assert g.sh_degree == 4 and max_error(g.scales, expected["gaussians.scales"]) <= TOL
     assert max_error(g.means, expected["gaussians.means"]) <= TOL
     cams = decoded.cameras
     assert max_error(cams.camera_to_world, expected["pred_context_pose.extrinsic"]) <= 1e-4
     assert max_error(cams.intrinsics / torch.tensor([56.0, 42.0, 1.0])[:, None], expected["pred_context_pose.intrinsic"]) <= TOL
     assert cams.image_size == (42, 56)
-    assert max_error(decoded.points.depth, expected["depth_dict.depth"][..., 0]) == 0.0
+    assert max_error(decoded.points.depth, expected["depth_dict.depth"][..., 0]) <= TOL
     assert max_error(decoded.points.points.flatten(1, 3), expected["gaussians.means"]) <= TOL
 
 
