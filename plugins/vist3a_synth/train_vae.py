@@ -25,7 +25,7 @@ from vist3a_synth.training import train as run_training
 
 VAE_CONFIG: dict[str, Any] = {
     "base_dim": 16, "z_dim": 16, "dim_mult": [1, 2, 2, 2], "num_res_blocks": 1, "attn_scales": [],
-    "temperal_downsample": [False, True, True],
+    "temperal_downsample": [False, True, True], "scale_factor_spatial": 8, "scale_factor_temporal": 4,
 }  # fmt: skip
 KL_WEIGHT = 1e-4
 OBJECT_WEIGHT = 10.0

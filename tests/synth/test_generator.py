@@ -63,6 +63,17 @@ def test_object_pixels_and_their_outline_weigh_more_in_the_vae_loss():
     assert torch.isclose(losses["loss"], torch.tensor(plain * (1 + OBJECT_WEIGHT) / mean_weight))
 
 
+def test_the_vae_config_states_the_compression_its_layers_do():
+    """Pipelines size latents by the config's ``scale_factor_*``, which diffusers takes as given."""
+    from diffusers import AutoencoderKLWan
+
+    vae = AutoencoderKLWan(**VAE_CONFIG).eval()
+    with torch.no_grad():
+        latents = vae.encode(torch.zeros(1, 3, 9, 16, 16)).latent_dist.mode()
+    space, time = vae.config.scale_factor_spatial, vae.config.scale_factor_temporal
+    assert latents.shape[2:] == (1 + 8 // time, 16 // space, 16 // space)
+
+
 def test_latent_stats_give_unit_variance_model_latents(test_clips):
     from diffusers import AutoencoderKLWan
 
