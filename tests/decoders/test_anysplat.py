@@ -72,7 +72,7 @@ def test_decoded3d_uses_vist3a_conventions(tiny, reference):
     with torch.no_grad():
         decoded = tiny(images)
     g = decoded.gaussians
-    # up to float error (the reference ran at another thread count); a wrong axis order is off by O(1)
+    # up to float error, which varies with the thread count; a wrong axis order would be off by O(1)
     assert max_error(g.quats, expected["gaussians.rotations"][..., [3, 0, 1, 2]]) <= TOL  # xyzw -> wxyz
     assert max_error(g.sh, expected["gaussians.harmonics"].transpose(-1, -2)) <= TOL  # [B,N,3,25] -> [B,N,25,3]
     assert g.sh_degree == 4 and max_error(g.scales, expected["gaussians.scales"]) <= TOL

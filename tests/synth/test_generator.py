@@ -70,8 +70,8 @@ def test_the_vae_config_states_the_compression_its_layers_do():
     vae = AutoencoderKLWan(**VAE_CONFIG).eval()
     with torch.no_grad():
         latents = vae.encode(torch.zeros(1, 3, 9, 16, 16)).latent_dist.mode()
-    space, time = vae.config.scale_factor_spatial, vae.config.scale_factor_temporal
-    assert latents.shape[2:] == (1 + 8 // time, 16 // space, 16 // space)
+    spatial, temporal = vae.config.scale_factor_spatial, vae.config.scale_factor_temporal
+    assert latents.shape[2:] == (1 + 8 // temporal, 16 // spatial, 16 // spatial)
 
 
 def test_latent_stats_give_unit_variance_model_latents(test_clips):
