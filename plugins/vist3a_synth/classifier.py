@@ -118,19 +118,20 @@ def _objects(labels: Tensor) -> Tensor:
     return (onehot * (labels[..., :1] >= 0)).float()
 
 
-def train_classifier(out: Path, options: TrainOptions, *, clips: int, width: int, eval_clips: int,
+def train_classifier(out: Path, options: TrainOptions, *, clips: int, width: int, eval_clips: int, device: str = "cpu",
                      on_step: Callable[[int, dict[str, float]], None] | None = None) -> dict[str, Any]:  # fmt: skip
-    """Train the classifier on ``batch_size`` random ground-truth frames a step from ``clips`` train-split clips;
-    save it to ``out/synth-classifier`` (float16) and return its test metrics, also written to ``out/metrics.json``."""
+    """Train the classifier on ``device`` on ``batch_size`` random ground-truth frames a step from ``clips``
+    train-split clips; save it to ``out/synth-classifier`` (float16) and return its test metrics, also written to
+    ``out/metrics.json``."""
     data, _ = rendered(out, "train", clips)
     targets = frame_targets(data["labels"], data["ids"])
     torch.manual_seed(options.seed)
-    model = AttributeClassifier(ClassifierConfig(width=width))
+    model = AttributeClassifier(ClassifierConfig(width=width)).to(device)
 
     def loss_fn(step: int, generator: torch.Generator) -> dict[str, Tensor]:
         images, clip, frame = frame_batch(data["frames"], generator, options.batch_size, 1)
-        logits = model(images)
-        target = targets[clip, frame]
+        logits = model(images.to(device))
+        target = targets[clip, frame].to(device)
         return {"loss": F.binary_cross_entropy_with_logits(logits, target),
                 "accuracy": ((logits > 0) == target.bool()).float().mean().detach()}  # fmt: skip
 

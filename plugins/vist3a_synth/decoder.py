@@ -173,12 +173,13 @@ def psnr(rgb: Tensor, target: Tensor) -> Tensor:
 def evaluate(decoder: AnySplatDecoder, data: dict[str, Tensor], batch: int = 4) -> dict[str, float]:
     """The held-out metrics on rendered clips (``rendered(...)`` tensors): the :func:`depth_errors` of all 9 views,
     camera errors of views 1-8 relative to view 0 (all 9 views in), and the PSNR of the odd views rendered from the
-    :data:`CONTEXT` views at their GT cameras."""
+    :data:`CONTEXT` views at their GT cameras. Batches run on the decoder's device."""
     totals: dict[str, list[Tensor]] = {}
+    device = next(decoder.parameters()).device
     for start in range(0, len(data["frames"]), batch):
-        part = {k: v[start : start + batch] for k, v in data.items()}
+        part = {k: v[start : start + batch].to(device) for k, v in data.items()}
         for key, value in _clip_metrics(decoder, part).items():
-            totals.setdefault(key, []).append(value)
+            totals.setdefault(key, []).append(value.cpu())
     return {key: float(torch.cat(values).mean()) for key, values in totals.items()}
 
 

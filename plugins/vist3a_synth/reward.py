@@ -141,21 +141,21 @@ def retrieval(reward: SynthClipReward, frames: Tensor, captions: Sequence[str]) 
 
 
 def train_reward(out: Path, options: TrainOptions, *, clips: int, views: int, width: int, eval_clips: int,
-                 on_step: Callable[[int, dict[str, float]], None] | None = None) -> dict[str, Any]:  # fmt: skip
-    """Train ``synth-clip`` on ``clips`` train-split clips (``views`` random frames of ``batch_size`` clips a step);
+                 device: str = "cpu", on_step: Callable[[int, dict[str, float]], None] | None = None) -> dict[str, Any]:  # fmt: skip
+    """Train ``synth-clip`` on ``device`` on ``clips`` train-split clips (``views`` random frames of ``batch_size`` clips a step);
     save it to ``out/synth-clip`` (float16) and return its retrieval metrics, also written to ``out/metrics.json``."""
     data, captions = rendered(out, "train", clips)
     unique = sorted(set(captions))
     index = {c: i for i, c in enumerate(unique)}
     ids = torch.tensor([index[c] for c in captions])
-    sentences = SentenceEncoder()(unique)
+    sentences = SentenceEncoder()(unique).to(device)
     torch.manual_seed(options.seed)
-    model = SynthClip(SynthClipConfig(width=width))
+    model = SynthClip(SynthClipConfig(width=width)).to(device)
 
     def loss_fn(step: int, generator: torch.Generator) -> dict[str, Tensor]:
         images, clip, _ = frame_batch(data["frames"], generator, options.batch_size, views)
-        caption = ids[clip]
-        loss = info_nce(model.encode_image(images), model.encode_text(sentences[caption]), model.scale(),
+        caption = ids[clip].to(device)
+        loss = info_nce(model.encode_image(images.to(device)), model.encode_text(sentences[caption]), model.scale(),
                         caption[:, None] == caption[None])  # fmt: skip
         return {"loss": loss, "temperature": 1 / model.scale().detach()}
 

@@ -9,6 +9,7 @@ from typing import Annotated, Any
 
 import typer
 
+from vist3a.commands.options import DeviceOpt
 from vist3a_synth.cli import train
 
 OutOpt = Annotated[Path, typer.Option("--out", help="Run folder (data cache, state, curves, the model).",
@@ -25,21 +26,21 @@ EvalOpt = Annotated[int, typer.Option(min=2, help="Clips per split scored at the
 def reward(out: OutOpt, steps: Annotated[int, typer.Option(min=1, help="Optimisation steps.")] = 1200,
            clips: ClipsOpt = 2000, width: WidthOpt = 24, batch_size: BatchOpt = 48,
            views: Annotated[int, typer.Option(min=1, help="Random frames per clip and step.")] = 2,
-           lr: LrOpt = 2e-3, seed: SeedOpt = 0, eval_clips: EvalOpt = 100) -> None:  # fmt: skip
+           lr: LrOpt = 2e-3, seed: SeedOpt = 0, eval_clips: EvalOpt = 100, device: DeviceOpt = "auto") -> None:  # fmt: skip
     """Train synth-clip contrastively; writes OUT/synth-clip and the test/train caption retrieval to OUT/metrics.json."""
     from vist3a_synth.reward import train_reward
     from vist3a_synth.training import TrainOptions
 
     options = TrainOptions(steps=steps, lr=lr, batch_size=batch_size, seed=seed)
     _run("synth-clip", steps, lambda on_step: train_reward(out, options, clips=clips, views=views, width=width,
-                                                            eval_clips=eval_clips, on_step=on_step))  # fmt: skip
+                                                            eval_clips=eval_clips, device=device, on_step=on_step))  # fmt: skip
 
 
 @train.command("classifier")
 def classifier(out: OutOpt, steps: Annotated[int, typer.Option(min=1, help="Optimisation steps.")] = 2000,
                clips: ClipsOpt = 2000, width: WidthOpt = 16,
                batch_size: Annotated[int, typer.Option(min=2, help="Frames per step.")] = 64, lr: LrOpt = 2e-3,
-               seed: SeedOpt = 0, eval_clips: EvalOpt = 200) -> None:  # fmt: skip
+               seed: SeedOpt = 0, eval_clips: EvalOpt = 200, device: DeviceOpt = "auto") -> None:  # fmt: skip
     """Train the attribute classifier on ground-truth train renders; writes OUT/synth-classifier and its test-split
     accuracy to OUT/metrics.json."""
     from vist3a_synth.classifier import train_classifier
@@ -47,7 +48,8 @@ def classifier(out: OutOpt, steps: Annotated[int, typer.Option(min=1, help="Opti
 
     options = TrainOptions(steps=steps, lr=lr, batch_size=batch_size, seed=seed)
     _run("synth-classifier", steps, lambda on_step: train_classifier(out, options, clips=clips, width=width,
-                                                                     eval_clips=eval_clips, on_step=on_step))  # fmt: skip
+                                                                     eval_clips=eval_clips, device=device,
+                                                                     on_step=on_step))  # fmt: skip
 
 
 def _run(name: str, steps: int, job: Any) -> None:

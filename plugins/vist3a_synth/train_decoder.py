@@ -9,7 +9,7 @@ from typing import Annotated
 import torch
 import typer
 
-from vist3a.commands.options import progress
+from vist3a.commands.options import DeviceOpt, progress
 from vist3a.errors import InputError
 from vist3a_synth.cli import app, train
 
@@ -29,6 +29,7 @@ def train_decoder(
     render_views: Annotated[int, typer.Option(min=0, help="Unseen views rendered per step (render loss), <= 4.")] = 1,
     warmup: Annotated[int, typer.Option(min=0, help="Linear learning-rate warm-up steps.")] = 0,
     camera_weight: Annotated[float, typer.Option(min=0.0, help="Weight of the camera loss (depth and render: 1).")] = 1.0,
+    device: DeviceOpt = "auto",
 ) -> None:
     """Train synth-anysplat (depth, camera and held-out-view rendering losses); rerun to resume. Writes OUT/model/."""
     from vist3a_synth.decoder import FRAMES, SIZE, new_decoder, training_losses
@@ -40,12 +41,12 @@ def train_decoder(
         raise InputError(f"--render-views {render_views}: a clip has only {FRAMES - CONTEXT_VIEWS} unseen views")
     torch.set_num_threads(1)
     data, _ = rendered(out, "train", scenes, frames=FRAMES, size=SIZE, seed=seed)
-    decoder = new_decoder(seed)
+    decoder = new_decoder(seed).to(device)
     loss = {"render_views": render_views, "camera_weight": camera_weight}
     options = TrainOptions(steps=steps, lr=lr, batch_size=batch_size, seed=seed, warmup=warmup, loss=loss)
 
     def loss_fn(step: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
-        clips = sample_clips(data, batch_size, generator)
+        clips = sample_clips(data, batch_size, generator, device)
         order = torch.randperm(FRAMES, generator=generator)
         views = order[:CONTEXT_VIEWS].sort().values
         targets = order[CONTEXT_VIEWS:][:render_views].sort().values
@@ -58,10 +59,12 @@ def train_decoder(
     print(f"step {state.step}: loss {state.history[-1]['loss']:.4f}; wrote {folder}")
 
 
-def sample_clips(data: dict[str, torch.Tensor], count: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
-    """``count`` random clips of ``rendered(...)`` tensors (labels left out), every tensor indexed by the same draw."""
+def sample_clips(data: dict[str, torch.Tensor], count: int, generator: torch.Generator,
+                 device: str = "cpu") -> dict[str, torch.Tensor]:  # fmt: skip
+    """``count`` random clips of ``rendered(...)`` tensors (labels left out) on ``device``, every tensor indexed by
+    the same draw."""
     index = torch.randint(len(data["frames"]), (count,), generator=generator)
-    return {key: value[index] for key, value in data.items() if key != "labels"}
+    return {key: value[index].to(device) for key, value in data.items() if key != "labels"}
 
 
 @app.command("eval-decoder")
@@ -70,6 +73,7 @@ def eval_decoder(
     count: Annotated[int, typer.Option(min=1, max=10_000, help="Test-split scenes.")] = 50,
     seed: Annotated[int, typer.Option(min=0, help="Test scenes' seed.")] = 0,
     cache: Annotated[Path | None, typer.Option(help="Folder that caches the rendered test clips.")] = None,
+    device: DeviceOpt = "auto",
 ) -> None:
     """Held-out metrics on the test split: depth abs-rel, camera errors, PSNR of views rendered from 5 of 9."""
     import vist3a
@@ -78,7 +82,7 @@ def eval_decoder(
 
     if cache is not None:
         _check_folder(cache)
-    decoder = vist3a.load_decoder(NAME, checkpoint)
+    decoder = vist3a.load_decoder(NAME, checkpoint, device=device)
     with tempfile.TemporaryDirectory() as scratch:
         data, _ = rendered(cache or Path(scratch), "test", count, frames=FRAMES, size=SIZE, seed=seed)
     metrics = evaluate(decoder, data)

@@ -20,6 +20,7 @@ import typer
 from safetensors.torch import load_file, save
 from torch import Tensor
 
+from vist3a.commands.options import DeviceOpt
 from vist3a.generators.options import DiffusersVideoConfig
 from vist3a.io.atomic import atomic_write_bytes, atomic_write_text
 from vist3a_synth.cli import app, train
@@ -61,15 +62,17 @@ def dit_command(
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Clips per step (one noise level per step).")] = 16,
     lr: Annotated[float, typer.Option("--lr", min=0.0, help="Peak learning rate.")] = 1e-3,
     test_scenes: TestOpt = 64,
+    device: DeviceOpt = "auto",
 ) -> None:
     """Train the text-to-video DiT; OUT becomes a synth-wan checkpoint, with samples.png and metrics.json."""
     torch.set_num_threads(1)
     started = time.monotonic()
-    autoencoder = load_vae(vae / VAE_NAME)
+    autoencoder = load_vae(vae / VAE_NAME).to(device)
     data, captions = rendered(cache or out, "train", scenes, frames=FRAMES, size=SIZE)
     latents = encoded(autoencoder, data["frames"], out / f"latents-train-{scenes}.safetensors")
     torch.manual_seed(seed)
-    generator = SynthWanGenerator(build_pipeline(autoencoder, new_transformer(latents.shape[1])), DiffusersVideoConfig())
+    pipe = build_pipeline(autoencoder, new_transformer(latents.shape[1])).to(device)
+    generator = SynthWanGenerator(pipe, DiffusersVideoConfig(device=device))
     options = TrainOptions(steps=steps, lr=lr, batch_size=batch_size, seed=seed, warmup=100, checkpoint_every=100)
     run_training(generator.trainable(), caption_loss(generator, latents, captions, batch_size), options, out,
                  on_step=_printer(steps))  # fmt: skip
@@ -91,6 +94,7 @@ def eval_generator(
     steps: Annotated[int, typer.Option(min=1, help="Sampling steps.")] = SAMPLE_STEPS,
     guidance: Annotated[float, typer.Option(min=0.0, help="Classifier-free guidance scale.")] = GUIDANCE,
     seed: Annotated[int, typer.Option(min=0, help="Test scenes' and noise seed.")] = 0,
+    device: DeviceOpt = "auto",
 ) -> None:
     """Attribute accuracy of samples for held-out captions, judged by the shipped classifier, beside that of the
     ground-truth renders of the same scenes and of their VAE reconstructions (what the latents can carry)."""
@@ -101,7 +105,7 @@ def eval_generator(
     torch.set_num_threads(1)
     scenes = SynthClips(prompts, FRAMES, (SIZE, SIZE), seed, "test")
     captions = [scenes.caption(i) for i in range(prompts)]
-    generator = vist3a.load_generator("synth-wan", checkpoint)
+    generator = vist3a.load_generator("synth-wan", checkpoint, device=device)
     noise = torch.Generator().manual_seed(seed)
     truth = torch.stack([scenes.sample(i).frames for i in range(prompts)])
     with torch.no_grad():
@@ -130,7 +134,7 @@ def caption_loss(generator: SynthWanGenerator, latents: Tensor, captions: list[s
         index = torch.randint(len(latents), (batch_size,), generator=g)
         dropped = (torch.rand(batch_size, generator=g) < CAPTION_DROPOUT).tolist()
         prompts = ["" if drop else captions[i] for i, drop in zip(index.tolist(), dropped)]
-        return {"loss": generator.training_loss(latents[index], prompts, generator=g)}
+        return {"loss": generator.training_loss(latents[index].to(generator.device), prompts, generator=g)}
 
     return loss_fn
 
@@ -139,7 +143,8 @@ def held_out_loss(generator: SynthWanGenerator, latents: Tensor, captions: list[
     """Mean ``training_loss`` over ``LOSS_DRAWS`` seeded noise draws of the whole set (no dropout, no gradients)."""
     with torch.no_grad():
         draws = [
-            generator.training_loss(latents, captions, generator=torch.Generator().manual_seed(i)) for i in range(LOSS_DRAWS)
+            generator.training_loss(latents.to(generator.device), captions, generator=torch.Generator().manual_seed(i))
+            for i in range(LOSS_DRAWS)
         ]
     return float(torch.stack(draws).mean())
 

@@ -17,6 +17,7 @@ import torch
 import typer
 from torch import Tensor
 
+from vist3a.commands.options import DeviceOpt
 from vist3a.io.atomic import atomic_write_text
 from vist3a_synth.cli import train
 from vist3a_synth.generator import FRAMES, SIZE, VAE_NAME, load_vae, save_half
@@ -53,6 +54,7 @@ def vae_command(
     crop: Annotated[int, typer.Option("--crop", min=8, max=SIZE, help="Square crop trained on (multiple of 8).")] = 32,
     lr: Annotated[float, typer.Option("--lr", min=0.0, help="Peak learning rate.")] = 1e-3,
     test_scenes: TestOpt = TEST_CLIPS,
+    device: DeviceOpt = "auto",
 ) -> None:
     """Train the video VAE; writes OUT/synth-wan-vae (float16) and OUT/metrics.json (test PSNR)."""
     from vist3a.errors import InputError
@@ -64,29 +66,31 @@ def vae_command(
     data, _ = rendered(cache or out, "train", scenes, frames=FRAMES, size=SIZE)
     options = TrainOptions(steps=steps, lr=lr, batch_size=batch_size, seed=seed, warmup=20, checkpoint_every=20,
                            loss={"object_weight": OBJECT_WEIGHT})  # fmt: skip
-    vae = train_vae(data["frames"], data["ids"], options, crop, out)
+    vae = train_vae(data["frames"], data["ids"], options, crop, out, device)
     set_latent_stats(vae, data["frames"][:STATS_CLIPS])
     save_half(vae, out / VAE_NAME)
     test, _ = rendered(cache or out, "test", test_scenes, frames=FRAMES, size=SIZE)
-    psnr = float(reconstruction_psnr(load_vae(out / VAE_NAME), test["frames"]).mean())
+    psnr = float(reconstruction_psnr(load_vae(out / VAE_NAME).to(device), test["frames"]).mean())
     metrics = {"test_psnr_db": round(psnr, 2), "test_clips": test_scenes, "seconds": round(time.monotonic() - started)}
     atomic_write_text(out / METRICS_FILE, json.dumps(metrics, indent=2) + "\n")
     print(f"{out / VAE_NAME}: test reconstruction PSNR {psnr:.2f} dB over {test_scenes} clips")
 
 
-def train_vae(frames: Tensor, ids: Tensor, options: TrainOptions, crop: int, directory: Path) -> Any:
-    """A fresh ``AutoencoderKLWan`` trained on ``frames`` uint8 ``[N,T,3,H,W]`` with object ids ``[N,T,H,W]``
-    (resumes from ``directory``)."""
+def train_vae(frames: Tensor, ids: Tensor, options: TrainOptions, crop: int, directory: Path,
+              device: str = "cpu") -> Any:  # fmt: skip
+    """A fresh ``AutoencoderKLWan`` trained on ``device`` on ``frames`` uint8 ``[N,T,3,H,W]`` with object ids
+    ``[N,T,H,W]`` (resumes from ``directory``). The weights are drawn on the CPU, so every device starts alike."""
     from diffusers import AutoencoderKLWan
 
     torch.manual_seed(options.seed)
-    vae = AutoencoderKLWan(**VAE_CONFIG)
+    vae = AutoencoderKLWan(**VAE_CONFIG).to(device)
 
     def loss_fn(step: int, generator: torch.Generator) -> dict[str, Tensor]:
         index = torch.randint(len(frames), (options.batch_size,), generator=generator)
         top, left = central_crop(frames.shape[-1], crop, generator)
         window = (..., slice(top, top + crop), slice(left, left + crop))
-        return vae_loss(vae, to_clips(frames[index])[window], object_weights(ids[index])[window])
+        clips, weights = to_clips(frames[index].to(device)), object_weights(ids[index].to(device))
+        return vae_loss(vae, clips[window], weights[window])
 
     run_training(vae, loss_fn, options, directory, on_step=_printer(options.steps))
     return vae
@@ -133,10 +137,11 @@ def set_latent_stats(vae: Any, frames: Tensor) -> None:
 
 
 def reconstruction_psnr(vae: Any, frames: Tensor, batch: int = 8) -> Tensor:
-    """Per-clip PSNR (dB, on [0,1] pixels) of ``vae``'s posterior-mode reconstruction of ``frames`` uint8 ``[N,T,3,H,W]``."""
+    """Per-clip PSNR (dB, on [0,1] pixels) of ``vae``'s posterior-mode reconstruction of ``frames`` uint8
+    ``[N,T,3,H,W]``, computed on the VAE's device and returned on the CPU."""
+    clips = (to_clips(chunk.to(vae.device)) for chunk in frames.split(batch))
     with torch.no_grad():
-        scores = [psnr(vae.decode(vae.encode(x).latent_dist.mode()).sample, x) for x in map(to_clips, frames.split(batch))]
-    return torch.cat(scores)
+        return torch.cat([psnr(vae.decode(vae.encode(x).latent_dist.mode()).sample, x).cpu() for x in clips])
 
 
 def psnr(recon: Tensor, x: Tensor) -> Tensor:
@@ -146,9 +151,10 @@ def psnr(recon: Tensor, x: Tensor) -> Tensor:
 
 
 def encode_frames(vae: Any, frames: Tensor, batch: int = 16) -> Tensor:
-    """RAW posterior-mode latents ``[N,C,T',h,w]`` of ``frames`` uint8 ``[N,T,3,H,W]``, without gradients."""
+    """RAW posterior-mode latents ``[N,C,T',h,w]`` on the CPU of ``frames`` uint8 ``[N,T,3,H,W]`` (encoded on the
+    VAE's device), without gradients."""
     with torch.no_grad():
-        return torch.cat([vae.encode(to_clips(chunk)).latent_dist.mode() for chunk in frames.split(batch)])
+        return torch.cat([vae.encode(to_clips(chunk.to(vae.device))).latent_dist.mode().cpu() for chunk in frames.split(batch)])
 
 
 def to_clips(frames: Tensor) -> Tensor:

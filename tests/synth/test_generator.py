@@ -89,7 +89,8 @@ def test_latent_stats_give_unit_variance_model_latents(test_clips):
 
 def test_caption_dropout_and_batches():
     prompts = []
-    fake = SimpleNamespace(training_loss=lambda latents, batch, generator: prompts.extend(batch) or latents.mean())
+    fake = SimpleNamespace(training_loss=lambda latents, batch, generator: prompts.extend(batch) or latents.mean(),
+                           device=torch.device("cpu"))  # fmt: skip
     captions = [f"caption {i}" for i in range(10)]
     loss_fn = caption_loss(fake, torch.arange(10.0)[:, None], captions, 50)
     assert float(loss_fn(0, torch.Generator().manual_seed(0))["loss"]) >= 0

@@ -44,7 +44,7 @@ def align(
     data_weight: Annotated[float, typer.Option(min=0.0, help="Weight of the generator's own denoising loss on --data.")] = 0.0,
     fsdp: Annotated[bool, typer.Option(help="Under torchrun/accelerate: shard the denoiser (FSDP) instead of replicating it.")] = False,
     gradient_checkpointing: Annotated[bool, typer.Option(help="Recompute the denoiser's blocks and the VAE decode in the backward pass (less memory).")] = False,
-    device: DeviceOpt = "cpu",
+    device: DeviceOpt = "auto",
     dtype: Annotated[str, typer.Option(help="float32, float16 or bfloat16.")] = "float32",
 ) -> None:
     """Finetune the generator so its 3D outputs score higher; saves OUT/lora and OUT/lora_ema (PEFT)."""

@@ -31,7 +31,7 @@ def generate(
     template: Annotated[str | None, typer.Option(help="orbit (the paper's), none, or a text with {prompt} (default: the pairing's, else orbit).", show_default=False)] = None,
     render_frames: Annotated[int, typer.Option(min=1, help="Frames of the orbit render.")] = 60,
     dtype: Annotated[str, typer.Option(help="float32, float16 or bfloat16.")] = "float32",
-    device: DeviceOpt = "cpu",
+    device: DeviceOpt = "auto",
     cpu_offload: Annotated[bool, typer.Option(help="Keep the generator's models on the CPU between uses.")] = False,
     lora: Annotated[str | None, typer.Option(help="A PEFT adapter for the denoiser (e.g. from vist3a align).")] = None,
 ) -> None:

@@ -9,6 +9,8 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
+from vist3a.devices import resolve_device
+
 out = Console()  # results
 err = Console(stderr=True)  # progress and warnings
 
@@ -27,7 +29,10 @@ DataOpt = Annotated[
     str, typer.Option("--data", help="A folder of videos and/or image folders, or synthetic:N.", show_default=False)
 ]
 ClipsOpt = Annotated[int, typer.Option("--clips", min=1, help="How many clips to use.")]
-DeviceOpt = Annotated[str, typer.Option("--device", help="torch device, e.g. cpu or cuda.")]
+DeviceOpt = Annotated[
+    str,
+    typer.Option("--device", callback=resolve_device, help="torch device: auto (cuda when available, else cpu), cpu, cuda, cuda:N or mps."),
+]
 
 
 def progress():

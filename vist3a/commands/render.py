@@ -24,7 +24,7 @@ def render(
     size: Annotated[int, typer.Option(min=8, help="Orbit frame height and width.")] = 256,
     fps: Annotated[int, typer.Option(min=1)] = 12,
     backend: Annotated[str, typer.Option(help="auto, torch or gsplat.")] = "auto",
-    device: DeviceOpt = "cpu",
+    device: DeviceOpt = "auto",
     overwrite: Annotated[bool, typer.Option(help="Replace an existing video.")] = False,
 ) -> None:
     """Render SCENE.ply to a video, frame by frame."""

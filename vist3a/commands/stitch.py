@@ -27,7 +27,7 @@ def stitch(
     lora_rank: Annotated[int, typer.Option(min=0, help="LoRA rank after the stitch point; 0 disables LoRA.")] = 64,
     lora_alpha: Annotated[float, typer.Option()] = 32.0,
     gradient_checkpointing: Annotated[bool, typer.Option(help="Recompute decoder blocks in the backward pass.")] = False,
-    device: DeviceOpt = "cpu",
+    device: DeviceOpt = "auto",
     overwrite: Annotated[bool, typer.Option(help="Replace an existing stitched/ folder.")] = False,
     evaluate: Annotated[bool, typer.Option("--eval", help="Only report student-vs-teacher error per head.")] = False,
 ) -> None:

@@ -23,7 +23,7 @@ def sweep_layers(
     heldout: Annotated[float, typer.Option(min=0.0, max=0.9, help="Fraction of clips held out for scoring.")] = 0.2,
     ridge: Annotated[float, typer.Option(min=0.0, help="Ridge on the adapter weights.")] = 1e-4,
     criterion: Annotated[Criterion, typer.Option(help="How the best point is chosen.")] = Criterion.relative_mse,
-    device: DeviceOpt = "cpu",
+    device: DeviceOpt = "auto",
 ) -> None:
     """Closed-form fit of the stitch adapter at every candidate point; writes sweep.json and sweep.png."""
     with progress() as bar:
