@@ -79,7 +79,7 @@ def test_environment_variable_names_the_user_file(tmp_path, monkeypatch):
          "    decoder_resolution: [8, 8]\n    frames: 9\n", r"user.yaml:3: pairings.x.generator: unknown generator 'nope'; known: "),
         ("pairings:\n  x:\n    generator: wan2.1-t2v-1.3b\n    decoder: vggt\n    stitch_points: [a]\n"
          "    default_stitch_point: b\n    generator_resolution: [8, 8]\n    decoder_resolution: [8, 8]\n    frames: 9\n",
-         r"user.yaml:2: pairings.x: Value error, default_stitch_point 'b' is not in stitch_points"),
+         r"user.yaml:2: pairings.x: default_stitch_point 'b' is not in stitch_points"),
         ("- just\n- a list\n", r"user.yaml:1: Input should be a valid dictionary"),
     ],
     ids=["bad-yaml", "unknown-field", "missing-field", "bad-type", "duplicate-id", "invalid-id", "unknown-reference",

@@ -33,7 +33,7 @@ def validation_problem(exc: ValidationError) -> tuple[tuple[str | int, ...], str
     problems = exc.errors()
     first = problems[0]
     loc = tuple(p for p in first["loc"] if not (isinstance(p, str) and p.startswith("function-")))
-    message = "unknown field" if first["type"] == "extra_forbidden" else first["msg"]
+    message = "unknown field" if first["type"] == "extra_forbidden" else first["msg"].removeprefix("Value error, ")
     if len(problems) > 1:
         message += f" (and {len(problems) - 1} more problems)"
     return loc, message

@@ -17,10 +17,13 @@ from typing import Annotated, Any
 
 import torch
 import typer
+from pydantic import PositiveInt
 from safetensors.torch import load_file, save
 from torch import Tensor
 
 from vist3a.commands.options import DeviceOpt
+from vist3a.config import StrictModel
+from vist3a.errors import InputError
 from vist3a.generators.options import DiffusersVideoConfig
 from vist3a.io.atomic import atomic_write_bytes, atomic_write_text
 from vist3a_synth.cli import app, train
@@ -37,14 +40,41 @@ from vist3a_synth.generator import (
     save_half,
 )
 from vist3a_synth.preview import _contact_sheet, _save_png
-from vist3a_synth.train_vae import METRICS_FILE, CacheOpt, OutOpt, ScenesOpt, SeedOpt, StepsOpt, TestOpt, _printer, encode_frames
-from vist3a_synth.training import TrainOptions, rendered
+from vist3a_synth.train_vae import (
+    METRICS_FILE,
+    CacheOpt,
+    ConfigOpt,
+    OutOpt,
+    ScenesOpt,
+    SeedOpt,
+    StepsOpt,
+    TestOpt,
+    _printer,
+    encode_frames,
+    overrides,
+)
+from vist3a_synth.training import TrainOptions, read_architecture, rendered
 from vist3a_synth.training import train as run_training
 
-DIT_CONFIG: dict[str, Any] = {
-    "patch_size": (1, 2, 2), "num_attention_heads": 4, "attention_head_dim": 32, "text_dim": 384, "freq_dim": 256,
-    "ffn_dim": 384, "num_layers": 4, "cross_attn_norm": True, "qk_norm": "rms_norm_across_heads", "rope_max_seq_len": 32,
+FIXED_DIT_CONFIG: dict[str, Any] = {
+    "text_dim": 384, "freq_dim": 256, "cross_attn_norm": True, "qk_norm": "rms_norm_across_heads", "rope_max_seq_len": 32,
 }  # fmt: skip
+"""``WanTransformer3DModel`` settings no ``--config`` changes (``text_dim`` is MiniLM's width)."""
+
+
+class DitArchitecture(StrictModel):
+    """The ``WanTransformer3DModel`` settings ``train dit --config FILE`` may change; the defaults build the shipped
+    DiT. ``patch_size`` (time, height, width) must divide the latents' shape."""
+
+    patch_size: tuple[PositiveInt, PositiveInt, PositiveInt] = (1, 2, 2)
+    num_attention_heads: PositiveInt = 4
+    attention_head_dim: PositiveInt = 32
+    ffn_dim: PositiveInt = 384
+    num_layers: PositiveInt = 4
+
+    def diffusers_config(self, channels: int) -> dict[str, Any]:
+        """``WanTransformer3DModel`` arguments for ``channels``-channel latents."""
+        return {**self.model_dump(), **FIXED_DIT_CONFIG, "in_channels": channels, "out_channels": channels}
 CAPTION_DROPOUT = 0.1
 SAMPLES_FILE, SAMPLE_ROWS, LOSS_DRAWS, EVAL_BATCH = "samples.png", 8, 8, 16
 
@@ -62,18 +92,22 @@ def dit_command(
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Clips per step (one noise level per step).")] = 16,
     lr: Annotated[float, typer.Option("--lr", min=0.0, help="Peak learning rate.")] = 1e-3,
     test_scenes: TestOpt = 64,
+    config: ConfigOpt = None,
     device: DeviceOpt = "auto",
 ) -> None:
     """Train the text-to-video DiT; OUT becomes a synth-wan checkpoint, with samples.png and metrics.json."""
     torch.set_num_threads(1)
     started = time.monotonic()
+    architecture = read_architecture(config, DitArchitecture)
     autoencoder = load_vae(vae / VAE_NAME).to(device)
     data, captions = rendered(cache or out, "train", scenes, frames=FRAMES, size=SIZE)
     latents = encoded(autoencoder, data["frames"], out / f"latents-train-{scenes}.safetensors")
+    _check_patches(architecture, latents.shape[2:])
     torch.manual_seed(seed)
-    pipe = build_pipeline(autoencoder, new_transformer(latents.shape[1])).to(device)
+    pipe = build_pipeline(autoencoder, new_transformer(latents.shape[1], architecture)).to(device)
     generator = SynthWanGenerator(pipe, DiffusersVideoConfig(device=device))
-    options = TrainOptions(steps=steps, lr=lr, batch_size=batch_size, seed=seed, warmup=100, checkpoint_every=100)
+    options = TrainOptions(steps=steps, lr=lr, batch_size=batch_size, seed=seed, warmup=100, checkpoint_every=100,
+                           model=overrides(architecture))  # fmt: skip
     run_training(generator.trainable(), caption_loss(generator, latents, captions, batch_size), options, out,
                  on_step=_printer(steps))  # fmt: skip
     save_half(generator.trainable(), out / DIT_NAME)
@@ -119,11 +153,18 @@ def eval_generator(
           f"ground-truth renders {attribute_accuracy(truth, captions):.1%}")  # fmt: skip
 
 
-def new_transformer(channels: int) -> Any:
-    """A fresh ``WanTransformer3DModel`` of ``DIT_CONFIG`` for ``channels``-channel latents."""
+def new_transformer(channels: int, architecture: DitArchitecture | None = None) -> Any:
+    """A fresh ``WanTransformer3DModel`` of ``architecture`` (default: the shipped DiT's) for ``channels``-channel
+    latents."""
     from diffusers import WanTransformer3DModel
 
-    return WanTransformer3DModel(**DIT_CONFIG, in_channels=channels, out_channels=channels)
+    return WanTransformer3DModel(**(architecture or DitArchitecture()).diffusers_config(channels))
+
+
+def _check_patches(architecture: DitArchitecture, latent_shape: torch.Size) -> None:
+    if any(size % patch for size, patch in zip(latent_shape, architecture.patch_size)):
+        raise InputError(f"patch_size {list(architecture.patch_size)} does not divide the VAE's latents "
+                         f"{list(latent_shape)} (time, height, width)")  # fmt: skip
 
 
 def caption_loss(generator: SynthWanGenerator, latents: Tensor, captions: list[str], batch_size: int) -> Any:

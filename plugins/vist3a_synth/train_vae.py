@@ -15,19 +15,53 @@ from typing import Annotated, Any
 
 import torch
 import typer
+from pydantic import Field, PositiveInt, model_validator
 from torch import Tensor
 
 from vist3a.commands.options import DeviceOpt
+from vist3a.config import StrictModel
 from vist3a.io.atomic import atomic_write_text
 from vist3a_synth.cli import train
 from vist3a_synth.generator import FRAMES, SIZE, VAE_NAME, load_vae, save_half
-from vist3a_synth.training import TrainOptions, rendered
+from vist3a_synth.training import TrainOptions, read_architecture, rendered
 from vist3a_synth.training import train as run_training
 
-VAE_CONFIG: dict[str, Any] = {
-    "base_dim": 16, "z_dim": 16, "dim_mult": [1, 2, 2, 2], "num_res_blocks": 1, "attn_scales": [],
-    "temperal_downsample": [False, True, True], "scale_factor_spatial": 8, "scale_factor_temporal": 4,
-}  # fmt: skip
+
+class VaeArchitecture(StrictModel):
+    """The ``AutoencoderKLWan`` settings ``train vae --config FILE`` may change; the defaults build the shipped VAE.
+
+    Each of the ``len(dim_mult) - 1`` stages halves the frame's height and width, and its time too where its
+    ``temperal_downsample`` flag is set (diffusers' spelling).
+    """
+
+    base_dim: PositiveInt = 16
+    z_dim: PositiveInt = 16
+    dim_mult: list[PositiveInt] = Field(default=[1, 2, 2, 2], min_length=1, max_length=7)
+    num_res_blocks: PositiveInt = 1
+    attn_scales: list[float] = []
+    temperal_downsample: list[bool] = [False, True, True]
+
+    @model_validator(mode="after")
+    def _fits_the_clips(self) -> VaeArchitecture:
+        if len(self.temperal_downsample) != len(self.dim_mult) - 1:
+            raise ValueError(f"temperal_downsample needs one flag per stage, len(dim_mult) - 1 = {len(self.dim_mult) - 1}")
+        if (FRAMES - 1) % self.temporal_factor:
+            raise ValueError(f"a temporal factor of {self.temporal_factor} does not fit {FRAMES}-frame clips")
+        return self
+
+    @property
+    def spatial_factor(self) -> int:
+        return 2 ** (len(self.dim_mult) - 1)
+
+    @property
+    def temporal_factor(self) -> int:
+        return 2 ** sum(self.temperal_downsample)
+
+    def diffusers_config(self) -> dict[str, Any]:
+        """``AutoencoderKLWan`` arguments, stating the compression the layers do (diffusers reads it from here)."""
+        return {**self.model_dump(), "scale_factor_spatial": self.spatial_factor,
+                "scale_factor_temporal": self.temporal_factor}  # fmt: skip
+
 KL_WEIGHT = 1e-4
 OBJECT_WEIGHT = 10.0
 """Extra loss weight of object pixels (and their one-pixel outline) over ground and sky: at 64 px the objects are a
@@ -41,6 +75,10 @@ StepsOpt = Annotated[int, typer.Option("--steps", min=1, help="Optimiser steps."
 SeedOpt = Annotated[int, typer.Option("--seed", min=0, help="Seed of the initial weights and of every batch.")]
 ScenesOpt = Annotated[int, typer.Option("--scenes", min=1, help="Train-split scenes to render and train on.")]
 TestOpt = Annotated[int, typer.Option("--test-scenes", min=1, help="Test-split scenes to measure on.")]
+ConfigOpt = Annotated[
+    Path | None,
+    typer.Option("--config", help="YAML or JSON file of architecture settings; the rest keep the shipped model's."),
+]
 
 
 @train.command("vae")
@@ -51,21 +89,23 @@ def vae_command(
     seed: SeedOpt = 0,
     scenes: ScenesOpt = 2000,
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Clips per step.")] = 4,
-    crop: Annotated[int, typer.Option("--crop", min=8, max=SIZE, help="Square crop trained on (multiple of 8).")] = 32,
+    crop: Annotated[int, typer.Option("--crop", min=1, max=SIZE, help="Square crop trained on (a multiple of the VAE's spatial factor).")] = 32,
     lr: Annotated[float, typer.Option("--lr", min=0.0, help="Peak learning rate.")] = 1e-3,
     test_scenes: TestOpt = TEST_CLIPS,
+    config: ConfigOpt = None,
     device: DeviceOpt = "auto",
 ) -> None:
     """Train the video VAE; writes OUT/synth-wan-vae (float16) and OUT/metrics.json (test PSNR)."""
     from vist3a.errors import InputError
 
-    if crop % 8:
-        raise InputError(f"--crop must be a multiple of 8, got {crop}")
+    architecture = read_architecture(config, VaeArchitecture)
+    if crop % architecture.spatial_factor:
+        raise InputError(f"--crop must be a multiple of the VAE's spatial factor {architecture.spatial_factor}, got {crop}")
     torch.set_num_threads(1)
     started = time.monotonic()
     data, _ = rendered(cache or out, "train", scenes, frames=FRAMES, size=SIZE)
     options = TrainOptions(steps=steps, lr=lr, batch_size=batch_size, seed=seed, warmup=20, checkpoint_every=20,
-                           loss={"object_weight": OBJECT_WEIGHT})  # fmt: skip
+                           loss={"object_weight": OBJECT_WEIGHT}, model=overrides(architecture))  # fmt: skip
     vae = train_vae(data["frames"], data["ids"], options, crop, out, device)
     set_latent_stats(vae, data["frames"][:STATS_CLIPS])
     save_half(vae, out / VAE_NAME)
@@ -78,12 +118,13 @@ def vae_command(
 
 def train_vae(frames: Tensor, ids: Tensor, options: TrainOptions, crop: int, directory: Path,
               device: str = "cpu") -> Any:  # fmt: skip
-    """A fresh ``AutoencoderKLWan`` trained on ``device`` on ``frames`` uint8 ``[N,T,3,H,W]`` with object ids
-    ``[N,T,H,W]`` (resumes from ``directory``). The weights are drawn on the CPU, so every device starts alike."""
+    """A fresh ``AutoencoderKLWan`` of the architecture ``options.model`` describes, trained on ``device`` on
+    ``frames`` uint8 ``[N,T,3,H,W]`` with object ids ``[N,T,H,W]`` (resumes from ``directory``). The weights are drawn
+    on the CPU, so every device starts alike."""
     from diffusers import AutoencoderKLWan
 
     torch.manual_seed(options.seed)
-    vae = AutoencoderKLWan(**VAE_CONFIG).to(device)
+    vae = AutoencoderKLWan(**VaeArchitecture(**options.model).diffusers_config()).to(device)
 
     def loss_fn(step: int, generator: torch.Generator) -> dict[str, Tensor]:
         index = torch.randint(len(frames), (options.batch_size,), generator=generator)
@@ -94,6 +135,11 @@ def train_vae(frames: Tensor, ids: Tensor, options: TrainOptions, crop: int, dir
 
     run_training(vae, loss_fn, options, directory, on_step=_printer(options.steps))
     return vae
+
+
+def overrides(architecture: StrictModel) -> dict[str, Any]:
+    """The settings of ``architecture`` that differ from its defaults, as JSON values (``TrainOptions.model``)."""
+    return architecture.model_dump(mode="json", exclude_defaults=True)
 
 
 def central_crop(size: int, crop: int, generator: torch.Generator, jitter: int = 8) -> tuple[int, int]:

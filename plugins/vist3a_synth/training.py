@@ -14,6 +14,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, TypeVar
 
 import torch
 from safetensors import safe_open
@@ -25,6 +26,7 @@ from vist3a.errors import InputError
 from vist3a.io.atomic import atomic_write_bytes, atomic_write_text
 from vist3a.io.checkpoint import read_state, restore_training, training_tensors, write_state
 from vist3a.io.plots import plot_curves
+from vist3a.io.yaml_files import YamlDocument
 from vist3a_synth.data import SynthClips
 from vist3a_synth.world import COLOURS, SHAPES, Scene, Split
 
@@ -32,6 +34,9 @@ STATE_FILE, HISTORY_FILE, CURVES_FILE = "state.safetensors", "history.jsonl", "c
 MAX_OBJECTS = 3
 LossFn = Callable[[int, torch.Generator], dict[str, Tensor]]
 """``(step, generator) -> {"loss": scalar, other logged scalars...}``."""
+NOT_RECORDED = {"steps", "checkpoint_every"}
+"""Options a run may change between resumes."""
+A = TypeVar("A", bound=StrictModel)
 
 
 class TrainOptions(StrictModel):
@@ -48,6 +53,8 @@ class TrainOptions(StrictModel):
     loss: dict[str, float] = {}
     """The loss function's own settings (weights, views...): recorded like the others, so a resume under other
     settings is refused."""
+    model: dict[str, Any] = {}
+    """The architecture settings that differ from the model's defaults (a command's ``--config``), as JSON values."""
 
 
 @dataclass
@@ -93,7 +100,7 @@ def _lr_factor(step: int, options: TrainOptions) -> float:
 def _save(directory: Path, state: TrainState, params: dict[str, nn.Parameter], optimizer: torch.optim.Optimizer,
           options: TrainOptions) -> None:  # fmt: skip
     meta = {"step": str(state.step), "history": json.dumps(state.history),
-            "options": options.model_dump_json(exclude={"steps", "checkpoint_every"})}  # fmt: skip
+            "options": options.model_dump_json(exclude=NOT_RECORDED)}  # fmt: skip
     write_state(directory / STATE_FILE, training_tensors(params, optimizer), meta)
     lines = "".join(json.dumps({"step": i + 1, **record}) + "\n" for i, record in enumerate(state.history))
     atomic_write_text(directory / HISTORY_FILE, lines)
@@ -105,7 +112,7 @@ def _resume(path: Path, params: dict[str, nn.Parameter], optimizer: torch.optim.
     if not path.exists():
         return TrainState()
     tensors, meta = read_state(path, "training state")
-    if meta.get("options") != options.model_dump_json(exclude={"steps", "checkpoint_every"}):
+    if _recorded(meta.get("options", "")) != options.model_dump(mode="json", exclude=NOT_RECORDED):
         raise InputError(f"{path}: saved with other settings; delete the folder to start over")
     restore_training(tensors, params, optimizer, path)
     state = TrainState(int(meta["step"]), json.loads(meta["history"]))
@@ -113,6 +120,19 @@ def _resume(path: Path, params: dict[str, nn.Parameter], optimizer: torch.optim.
     for group in optimizer.param_groups:
         group["lr"] = group["initial_lr"] * _lr_factor(state.step, options)
     return state
+
+
+def _recorded(saved: str) -> dict[str, Any] | None:
+    """The options a state file recorded, with today's defaults for fields it predates; None if unreadable."""
+    try:
+        return TrainOptions.model_validate_json(saved).model_dump(mode="json", exclude=NOT_RECORDED)
+    except ValueError:
+        return None
+
+
+def read_architecture(path: Path | None, model: type[A]) -> A:
+    """``model`` from the YAML (or JSON) file ``path``, its defaults where the file is silent or there is no file."""
+    return model() if path is None else YamlDocument.read(path).validate(model)
 
 
 def rendered(directory: Path, split: Split, count: int, *, frames: int = 9, size: int = 64,

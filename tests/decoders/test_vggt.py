@@ -164,7 +164,7 @@ def test_missing_and_extra_keys_are_listed(load, tmp_path):
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        ({"aggregator": {"num_heads": 3}}, "aggregator: Value error, embed_dim 64 is not divisible by 3"),
+        ({"aggregator": {"num_heads": 3}}, "aggregator: embed_dim 64 is not divisible by 3"),
         ({"camera_head": {"dim_in": 96}}, "camera_head.dim_in must be 2 \\* embed_dim = 128, got 96"),
         ({"aggregator": {"aa_order": ["frame"]}}, "aa_order must hold 'frame' and 'global'"),
         ({"point_head": {"intermediate_layer_idx": [0, 1, 2, 9]}}, "point_head.intermediate_layer_idx"),

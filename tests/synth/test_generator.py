@@ -1,16 +1,17 @@
 """synth-wan: the VAE and DiT losses, the training commands (tiny, resumed), the shipped generator and its VAE PSNR."""
 
 import json
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 import torch
 from diffusers.models.autoencoders.vae import DiagonalGaussianDistribution
-from vist3a_synth.generator import DIT_NAME, VAE_NAME
-from vist3a_synth.train_dit import caption_loss
+from vist3a_synth.generator import DIT_NAME, VAE_NAME, WEIGHTS
+from vist3a_synth.train_dit import DitArchitecture, caption_loss
 from vist3a_synth.train_vae import (
     OBJECT_WEIGHT,
-    VAE_CONFIG,
+    VaeArchitecture,
     object_weights,
     psnr,
     reconstruction_psnr,
@@ -18,11 +19,13 @@ from vist3a_synth.train_vae import (
     to_clips,
     vae_loss,
 )
-from vist3a_synth.training import rendered
+from vist3a_synth.training import read_architecture, rendered
 
 import vist3a
 from vist3a.cli import main
+from vist3a.errors import InputError
 
+EXAMPLES = Path(__file__).resolve().parents[2] / "docs" / "examples" / "synth"
 REPORTED_PSNR_8 = 23.69  # docs/synth.md: the shipped VAE's test PSNR on the first 8 test clips (dB)
 
 
@@ -63,22 +66,49 @@ def test_object_pixels_and_their_outline_weigh_more_in_the_vae_loss():
     assert torch.isclose(losses["loss"], torch.tensor(plain * (1 + OBJECT_WEIGHT) / mean_weight))
 
 
-def test_the_vae_config_states_the_compression_its_layers_do():
+@pytest.mark.parametrize("config, factors", [(None, (4, 8)), ("vae-s4.yaml", (4, 4)),
+                                             ({"dim_mult": [1, 2], "temperal_downsample": [False]}, (1, 2))])  # fmt: skip
+def test_the_vae_config_states_the_compression_its_layers_do(config, factors):
     """Pipelines size latents by the config's ``scale_factor_*``, which diffusers takes as given."""
     from diffusers import AutoencoderKLWan
 
-    vae = AutoencoderKLWan(**VAE_CONFIG).eval()
+    if isinstance(config, dict):
+        architecture = VaeArchitecture(**config)
+    else:
+        architecture = read_architecture(config and EXAMPLES / config, VaeArchitecture)
+    vae = AutoencoderKLWan(**architecture.diffusers_config()).eval()
     with torch.no_grad():
         latents = vae.encode(torch.zeros(1, 3, 9, 16, 16)).latent_dist.mode()
-    spatial, temporal = vae.config.scale_factor_spatial, vae.config.scale_factor_temporal
+    temporal, spatial = factors
+    assert (vae.config.scale_factor_temporal, vae.config.scale_factor_spatial) == factors
     assert latents.shape[2:] == (1 + 8 // temporal, 16 // spatial, 16 // spatial)
+
+
+def test_the_default_architectures_are_the_shipped_models():
+    for folder, config in ((VAE_NAME, VaeArchitecture().diffusers_config()), (DIT_NAME, DitArchitecture().diffusers_config(16))):
+        shipped = json.loads((WEIGHTS / folder / "config.json").read_text())
+        assert {key: shipped[key] for key in config} == json.loads(json.dumps(config))
+
+
+@pytest.mark.parametrize("text, problem", [
+    ("dim_mult: [1, 2]\n", "one flag per stage"),
+    ("dim_mult: [1, 2, 2, 2, 2]\ntemperal_downsample: [true, true, true, true]\n", "temporal factor of 16"),
+    ("dim_mult: [1, 2, 2, 2]\ntemperal_downsample: [true, true, true]\nz_dim: 0\n", "z_dim"),
+    ("base_dim: 16\nbase_dims: 8\n", "base_dims: unknown field"),
+    ("- 1\n", "valid dictionary"),
+])  # fmt: skip
+def test_bad_architecture_files_name_the_problem(tmp_path, text, problem):
+    path = tmp_path / "vae.yaml"
+    path.write_text(text)
+    with pytest.raises(InputError, match=problem):
+        read_architecture(path, VaeArchitecture)
 
 
 def test_latent_stats_give_unit_variance_model_latents(test_clips):
     from diffusers import AutoencoderKLWan
 
     torch.manual_seed(0)
-    vae = AutoencoderKLWan(**VAE_CONFIG).eval()
+    vae = AutoencoderKLWan(**VaeArchitecture().diffusers_config()).eval()
     set_latent_stats(vae, test_clips[:4])
     with torch.no_grad():
         raw = vae.encode(to_clips(test_clips[:4])).latent_dist.mode()
@@ -112,6 +142,26 @@ def test_the_commands_train_resume_and_make_a_checkpoint(entry_point_plugins, tm
     assert (out / "samples.png").read_bytes().startswith(b"\x89PNG")
     generator = vist3a.load_generator("synth-wan", str(out))
     assert generator.sample(["a red cube"], steps=1).shape == (1, 16, 3, 8, 8)
+
+
+def test_architecture_files_shape_the_trained_models(entry_point_plugins, tmp_path, offline, capsys):
+    entry_point_plugins("vist3a_synth")
+    common = ["--cache", str(tmp_path / "cache"), "--scenes", "2", "--test-scenes", "1", "--batch-size", "1", "--steps", "1"]
+    vae = ["synth", "train", "vae", "--out", str(tmp_path / "vae"), "--crop", "16", *common]
+    assert main([*vae, "--config", str(EXAMPLES / "vae-s4.yaml")]) == 0
+    assert json.loads((tmp_path / "vae" / VAE_NAME / "config.json").read_text())["scale_factor_spatial"] == 4
+    assert main(vae) == 2  # the same run folder under the shipped architecture
+    odd_patches = tmp_path / "dit.yaml"
+    odd_patches.write_text("patch_size: [1, 3, 3]\n")
+    dit = ["synth", "train", "dit", "--vae", str(tmp_path / "vae"), *common]
+    assert main([*dit, "--out", str(tmp_path / "odd"), "--config", str(odd_patches)]) == 2
+    assert main([*dit, "--out", str(tmp_path / "dit"), "--config", str(EXAMPLES / "dit-s4.yaml")]) == 0
+    generator = vist3a.load_generator("synth-wan", str(tmp_path / "dit"))
+    assert list(generator.trainable().config.patch_size) == [1, 4, 4]
+    assert generator.sample(["a red cube"], steps=1).shape == (1, 16, 3, 16, 16)
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("Error:")]
+    assert len(errors) == 2 and "saved with other settings" in errors[0]
+    assert "patch_size [1, 3, 3] does not divide the VAE's latents [3, 16, 16]" in errors[1]
 
 
 def test_bad_input_is_one_line_and_exit_2(entry_point_plugins, tmp_path, capsys):
