@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from vist3a.commands.options import DeviceOpt
 from vist3a_synth.world import SPLITS
 
 app = typer.Typer(name="synth", help="The synthetic world: scenes with exact ground truth.", no_args_is_help=True)
@@ -40,11 +41,12 @@ def demo(
     out: Annotated[Path, typer.Option("--out", help="Folder for every stage's outputs; rerun to continue.")] = Path("runs/demo"),
     scale: Annotated[str, typer.Option(help="quick (a smoke test, under a minute) or full (the shipped default pairing's run, about 30 minutes).")] = "full",
     seed: Annotated[int, typer.Option(min=0)] = 0,
+    device: DeviceOpt = "auto",
 ) -> None:
     """The whole recipe on the world: pair, sweep-layers, stitch, align and generate, with the shipped base models."""
     from vist3a_synth.demo import run_demo
 
-    for stage, path in run_demo(out, scale, seed).items():
+    for stage, path in run_demo(out, scale, seed, device).items():
         print(f"{stage:>13}: {path}")
 
 

@@ -37,24 +37,26 @@ SCALES = {
 }
 
 
-def stages(out: Path, scale: DemoScale, seed: int) -> list[tuple[str, Path, list[str]]]:
-    """``(name, output that marks it done, vist3a argv)`` for every stage, in order."""
+def stages(out: Path, scale: DemoScale, seed: int, device: str = "auto") -> list[tuple[str, Path, list[str]]]:
+    """``(name, output that marks it done, vist3a argv)`` for every stage, in order; the stages that run models run
+    them on ``device``."""
     pair, align = out / "pair", out / "align"
     data = f"synthetic:{scale.clips}"
+    on_device = ["--device", device]
     return [
         ("pair", pair / "pair.yaml", ["pair", GENERATOR, DECODER, "--out", str(pair)]),
-        ("sweep-layers", pair / "sweep.json", ["sweep-layers", "--pair", str(pair), "--data", data, "--clips", str(scale.clips)]),
+        ("sweep-layers", pair / "sweep.json", ["sweep-layers", "--pair", str(pair), "--data", data, "--clips", str(scale.clips), *on_device]),
         ("stitch", pair / "stitched", ["stitch", "--pair", str(pair), "--data", data, "--clips", str(scale.clips),
                                        "--steps", str(scale.stitch_steps), "--warmup", str(scale.stitch_steps // 10),
-                                       "--lora-rank", "8", "--lora-alpha", "16"]),
+                                       "--lora-rank", "8", "--lora-alpha", "16", *on_device]),
         ("align", align / "lora_ema", ["align", "--pair", str(pair), "--prompts", str(out / "prompts.txt"),
                                        "--out", str(align), "--steps", str(scale.align_steps),
                                        "--min-steps", str(scale.rollout_steps), "--max-steps", str(scale.rollout_steps),
                                        "--grad-steps", "1", "--reward", "synth-clip=1.0", "--reward", "consistency=1.0",
-                                       "--reward-option", "consistency.lpips_weight=0", "--seed", str(seed)]),
+                                       "--reward-option", "consistency.lpips_weight=0", "--seed", str(seed), *on_device]),
         ("generate", out / "generate", ["generate", DEMO_PROMPT, "--pair", str(pair), "--lora", str(align / "lora_ema"),
                                         "--steps", str(scale.generate_steps), "--render-frames", str(scale.render_frames), "--template", "none", "--seed", str(seed),
-                                        "--out", str(out / "generate")]),
+                                        "--out", str(out / "generate"), *on_device]),
     ]  # fmt: skip
 
 
@@ -65,7 +67,7 @@ def write_prompts(path: Path, count: int = 64) -> None:
         path.write_text("".join(clips.caption(i) + "\n" for i in range(count)))
 
 
-def run_demo(out: Path, scale: str, seed: int = 0) -> dict[str, Path]:
+def run_demo(out: Path, scale: str, seed: int = 0, device: str = "auto") -> dict[str, Path]:
     """Run every stage not yet done; returns where each stage's output went."""
     from vist3a.cli import main
 
@@ -74,7 +76,7 @@ def run_demo(out: Path, scale: str, seed: int = 0) -> dict[str, Path]:
     out.mkdir(parents=True, exist_ok=True)
     write_prompts(out / "prompts.txt")
     done = {}
-    for name, marker, argv in stages(out, SCALES[scale], seed):
+    for name, marker, argv in stages(out, SCALES[scale], seed, device):
         if not marker.exists():
             print(f"== {name}: vist3a {' '.join(argv)}")
             started = time.monotonic()

@@ -50,10 +50,12 @@ def test_generate_with_no_other_argument_works_offline(tmp_path):
 def test_the_demo_runs_every_stage_and_continues(entry_point_plugins, tmp_path, capsys, offline):
     entry_point_plugins("vist3a_synth", "vist3a_rewards")
     out = tmp_path / "demo"
-    assert main(["synth", "demo", "--out", str(out), "--scale", "quick"]) == 0
+    assert main(["synth", "demo", "--out", str(out), "--scale", "quick", "--device", "cpu"]) == 0
     printed = capsys.readouterr().out
     for stage in ("pair", "sweep-layers", "stitch", "align", "generate"):
         assert f"== {stage}: vist3a" in printed
+    run_lines = [line for line in printed.splitlines() if line.startswith("== ") and ": vist3a " in line]
+    assert [line.endswith("--device cpu") for line in run_lines] == [False, True, True, True, True]
     sweep = json.loads((out / "pair" / "sweep.json").read_text())
     assert sweep["best"] in [layer["name"] for layer in sweep["layers"]]
     result = out / "generate"
