@@ -12,17 +12,19 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from pydantic import Field, PositiveInt, model_validator
 from torch import Tensor
 from vist3a_anysplat import AnySplatConfig
 from vist3a_anysplat.decoder import AnySplatDecoder
 
+from vist3a.config import StrictModel
 from vist3a.render import render
 from vist3a.scene import Cameras, Decoded3D
 from vist3a_synth.raycast import SKY
 
 NAME = "synth-anysplat"
 WEIGHTS = Path(__file__).parent / "weights" / NAME
-SIZE, FRAMES, PATCH, DIM, DEPTH = 64, 9, 8, 96, 4
+SIZE, FRAMES = 64, 9
 SH_DEGREE = 3
 """The smallest degree our AnySplat's Gaussian head builds; the adapter damps degrees >= 1 (x0.1 x 0.25^d)."""
 SCALE_BIAS = 30.0
@@ -37,20 +39,42 @@ NEAR_DEPTH = 10.0
 plane running to the horizon, whose depth a 64-pixel image barely resolves (like KITTI's 80 m cap)."""
 
 
-def architecture() -> dict[str, Any]:
-    """The ``config.json`` of synth-anysplat (per-submodule AnySplat format)."""
-    size, layers, dim_in = {"img_size": SIZE, "patch_size": PATCH}, list(range(DEPTH)), 2 * DIM
-    dpt = {"dim_in": dim_in, "patch_size": PATCH, "features": 32, "out_channels": [32, 64, 128, 128],
-           "intermediate_layer_idx": layers}  # fmt: skip
-    return {
-        "encoder_cfg": {"gaussian_adapter": {"sh_degree": SH_DEGREE}, "intermediate_layer_idx": layers, "voxelize": False},
-        "decoder_cfg": {"background_color": list(SKY)},
-        "encoder.aggregator": {**size, "embed_dim": DIM, "depth": DEPTH, "num_heads": 4, "num_register_tokens": 4},
-        "encoder.aggregator.patch_embed": {**size, "embed_dim": DIM, "depth": 2, "num_heads": 4, "num_register_tokens": 0},
-        "encoder.camera_head": {"dim_in": dim_in, "trunk_depth": 2, "num_heads": 4},
-        "encoder.depth_head": {**dpt, "output_dim": 2, "activation": "exp"},
-        "encoder.gaussian_param_head": {**dpt, "output_dim": 1 + 3 + 4 + 3 * (SH_DEGREE + 1) ** 2 + 1},
-    }
+class DecoderArchitecture(StrictModel):
+    """The synth-anysplat settings ``train decoder --config FILE`` may change; the defaults build the shipped model.
+
+    ``embed_dim``, ``depth`` and ``num_heads`` are the aggregator's (its frame and global blocks, ``depth`` of each;
+    the heads read 4 of its layers, evenly spaced and ending at the last); ``features`` is the DPT heads' width; ``patch_size`` must divide the 64-pixel frames. The AnySplat config checks
+    the rest (e.g. a head width that 2D RoPE can split) when the model is built.
+    """
+
+    embed_dim: PositiveInt = 96
+    depth: int = Field(4, ge=4)
+    num_heads: PositiveInt = 4
+    patch_size: PositiveInt = 8
+    features: PositiveInt = 32
+
+    @model_validator(mode="after")
+    def _fits(self) -> DecoderArchitecture:
+        if SIZE % self.patch_size:
+            raise ValueError(f"patch_size {self.patch_size} does not divide the {SIZE}-pixel frames")
+        return self
+
+    def config(self) -> dict[str, Any]:
+        """The model's ``config.json`` (per-submodule AnySplat format)."""
+        size, dim_in = {"img_size": SIZE, "patch_size": self.patch_size}, 2 * self.embed_dim
+        layers = [(i + 1) * self.depth // 4 - 1 for i in range(4)]
+        dpt = {"dim_in": dim_in, "patch_size": self.patch_size, "features": self.features,
+               "out_channels": [32, 64, 128, 128], "intermediate_layer_idx": layers}  # fmt: skip
+        tokens = {**size, "embed_dim": self.embed_dim, "num_heads": self.num_heads}
+        return {
+            "encoder_cfg": {"gaussian_adapter": {"sh_degree": SH_DEGREE}, "intermediate_layer_idx": layers, "voxelize": False},
+            "decoder_cfg": {"background_color": list(SKY)},
+            "encoder.aggregator": {**tokens, "depth": self.depth, "num_register_tokens": 4},
+            "encoder.aggregator.patch_embed": {**tokens, "depth": 2, "num_register_tokens": 0},
+            "encoder.camera_head": {"dim_in": dim_in, "trunk_depth": 2, "num_heads": self.num_heads},
+            "encoder.depth_head": {**dpt, "output_dim": 2, "activation": "exp"},
+            "encoder.gaussian_param_head": {**dpt, "output_dim": 1 + 3 + 4 + 3 * (SH_DEGREE + 1) ** 2 + 1},
+        }
 
 
 def build(cfg: AnySplatConfig) -> AnySplatDecoder:
@@ -60,10 +84,12 @@ def build(cfg: AnySplatConfig) -> AnySplatDecoder:
     return AnySplatDecoder.from_config(cfg)
 
 
-def new_decoder(seed: int) -> AnySplatDecoder:
-    """Random synth-anysplat weights from ``seed``, the Gaussian scales initialised to :data:`SCALE_BIAS`."""
+def new_decoder(seed: int, architecture: DecoderArchitecture | None = None) -> AnySplatDecoder:
+    """Random synth-anysplat weights of ``architecture`` (default: the shipped model's) from ``seed``, the Gaussian
+    scales initialised to :data:`SCALE_BIAS`."""
     torch.manual_seed(seed)
-    decoder = AnySplatDecoder.from_config(AnySplatConfig(architecture=architecture(), voxelize=False))
+    config = (architecture or DecoderArchitecture()).config()
+    decoder = AnySplatDecoder.from_config(AnySplatConfig(architecture=config, voxelize=False))
     with torch.no_grad():
         decoder.model.gaussian_param_head.scratch.output_conv2[-1].bias[1:4] = SCALE_BIAS
     return decoder

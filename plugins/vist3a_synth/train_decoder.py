@@ -29,21 +29,25 @@ def train_decoder(
     render_views: Annotated[int, typer.Option(min=0, help="Unseen views rendered per step (render loss), <= 4.")] = 1,
     warmup: Annotated[int, typer.Option(min=0, help="Linear learning-rate warm-up steps.")] = 0,
     camera_weight: Annotated[float, typer.Option(min=0.0, help="Weight of the camera loss (depth and render: 1).")] = 1.0,
+    config: Annotated[Path | None, typer.Option(help="YAML or JSON file of architecture settings (embed_dim, depth, num_heads, patch_size, features); the rest keep the shipped model's.")] = None,
     device: DeviceOpt = "auto",
 ) -> None:
     """Train synth-anysplat (depth, camera and held-out-view rendering losses); rerun to resume. Writes OUT/model/."""
-    from vist3a_synth.decoder import FRAMES, SIZE, new_decoder, training_losses
-    from vist3a_synth.training import TrainOptions, rendered
+    from vist3a_synth.decoder import FRAMES, SIZE, DecoderArchitecture, new_decoder, training_losses
+    from vist3a_synth.train_vae import overrides
+    from vist3a_synth.training import TrainOptions, read_architecture, rendered
     from vist3a_synth.training import train as run
 
     _check_folder(out)
     if render_views > FRAMES - CONTEXT_VIEWS:
         raise InputError(f"--render-views {render_views}: a clip has only {FRAMES - CONTEXT_VIEWS} unseen views")
     torch.set_num_threads(1)
+    architecture = read_architecture(config, DecoderArchitecture)
+    decoder = new_decoder(seed, architecture).to(device)
     data, _ = rendered(out, "train", scenes, frames=FRAMES, size=SIZE, seed=seed)
-    decoder = new_decoder(seed).to(device)
     loss = {"render_views": render_views, "camera_weight": camera_weight}
-    options = TrainOptions(steps=steps, lr=lr, batch_size=batch_size, seed=seed, warmup=warmup, loss=loss)
+    options = TrainOptions(steps=steps, lr=lr, batch_size=batch_size, seed=seed, warmup=warmup, loss=loss,
+                           model=overrides(architecture))  # fmt: skip
 
     def loss_fn(step: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
         clips = sample_clips(data, batch_size, generator, device)

@@ -9,6 +9,8 @@ from vist3a_synth.decoder import (
     FRAMES,
     NEAR_DEPTH,
     SIZE,
+    WEIGHTS,
+    DecoderArchitecture,
     camera_errors,
     camera_loss,
     depth_errors,
@@ -109,6 +111,32 @@ def test_train_runs_resumes_and_exports(entry_point_plugins, tmp_path, capsys):
     decoder = vist3a.load_decoder("synth-anysplat", str(tmp_path / "run" / "model"))
     assert next(decoder.parameters()).dtype == torch.float32
     assert "wrote" in capsys.readouterr().out
+
+
+def test_the_default_architecture_is_the_shipped_model():
+    def within(part, whole):
+        if isinstance(part, dict):
+            return all(key in whole and within(value, whole[key]) for key, value in part.items())
+        return part == whole
+
+    shipped = json.loads((WEIGHTS / "config.json").read_text())
+    assert within(json.loads(json.dumps(DecoderArchitecture().config())), shipped)
+
+
+def test_an_architecture_file_shapes_the_trained_model(entry_point_plugins, tmp_path, capsys):
+    entry_point_plugins("vist3a_synth", "vist3a_anysplat")
+    small = tmp_path / "small.yaml"
+    small.write_text("embed_dim: 32\ndepth: 5\nnum_heads: 2\n")
+    args = ["synth", "train", "decoder", "--out", str(tmp_path / "run"), "--scenes", "2", "--batch-size", "1", "--steps", "1"]
+    assert main([*args, "--config", str(small)]) == 0
+    config = json.loads((tmp_path / "run" / "model" / "config.json").read_text())["encoder.aggregator"]
+    assert (config["embed_dim"], config["depth"], config["num_heads"]) == (32, 5, 2)
+    assert main(args) == 2  # the same run folder under the shipped architecture
+    small.write_text("patch_size: 7\n")
+    assert main([*args[:4], str(tmp_path / "odd"), *args[5:], "--config", str(small)]) == 2
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("Error:")]
+    assert "saved with other settings" in errors[0] and errors[1].endswith("small.yaml:1: patch_size 7 does not divide the 64-pixel frames")
+    assert not (tmp_path / "odd").exists()
 
 
 def test_bad_input_exits_2_with_one_line(entry_point_plugins, tmp_path, capsys):
