@@ -5,10 +5,11 @@ import json
 import pytest
 import torch
 from torch import nn
-from vist3a_synth.training import TrainOptions, rendered, train
+from vist3a_synth.training import STATE_FILE, TrainOptions, rendered, train
 from vist3a_synth.world import COLOURS, SHAPES
 
 from vist3a.errors import InputError
+from vist3a.io.checkpoint import read_state, write_state
 
 OPTIONS = TrainOptions(steps=6, lr=0.1, warmup=2, checkpoint_every=2)
 
@@ -45,6 +46,21 @@ def test_a_stopped_run_resumes_to_the_same_weights(tmp_path):
     for changed in ({"lr": 0.5}, {"loss": {"weight": 2.0}}):
         with pytest.raises(InputError, match="other settings"):
             train(fresh(), regression, OPTIONS.model_copy(update=changed), tmp_path / "b")
+
+
+def test_state_files_resume_by_their_recorded_settings(tmp_path):
+    train(fresh(), regression, OPTIONS.model_copy(update={"steps": 2}), tmp_path)
+    path = tmp_path / STATE_FILE
+    tensors, meta = read_state(path, "state")
+    recorded = json.loads(meta["options"])
+    older = {key: value for key, value in recorded.items() if key != "model"}  # written before the field existed
+    write_state(path, tensors, {**meta, "options": json.dumps(older)})
+    assert train(fresh(), regression, OPTIONS.model_copy(update={"steps": 3}), tmp_path).step == 3
+    with pytest.raises(InputError, match="other settings"):
+        train(fresh(), regression, OPTIONS.model_copy(update={"model": {"width": 8}}), tmp_path)
+    write_state(path, tensors, {**meta, "options": "not json"})
+    with pytest.raises(InputError, match="other settings"):
+        train(fresh(), regression, OPTIONS, tmp_path)
 
 
 def test_rendered_data_is_cached_with_labels_and_captions(tmp_path):
