@@ -43,8 +43,9 @@ class DecoderArchitecture(StrictModel):
     """The synth-anysplat settings ``train decoder --config FILE`` may change; the defaults build the shipped model.
 
     ``embed_dim``, ``depth`` and ``num_heads`` are the aggregator's (its frame and global blocks, ``depth`` of each;
-    the heads read 4 of its layers, evenly spaced and ending at the last); ``features`` is the DPT heads' width; ``patch_size`` must divide the 64-pixel frames. The AnySplat config checks
-    the rest (e.g. a head width that 2D RoPE can split) when the model is built.
+    the heads read 4 of its layers, evenly spaced and ending at the last); ``features`` is the DPT heads' width;
+    ``patch_size`` must divide the 64-pixel frames. The AnySplat config checks the rest (e.g. a head width that 2D
+    RoPE can split) when the model is built.
     """
 
     embed_dim: PositiveInt = 96

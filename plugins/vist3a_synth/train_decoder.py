@@ -34,8 +34,7 @@ def train_decoder(
 ) -> None:
     """Train synth-anysplat (depth, camera and held-out-view rendering losses); rerun to resume. Writes OUT/model/."""
     from vist3a_synth.decoder import FRAMES, SIZE, DecoderArchitecture, new_decoder, training_losses
-    from vist3a_synth.train_vae import overrides
-    from vist3a_synth.training import TrainOptions, read_architecture, rendered
+    from vist3a_synth.training import TrainOptions, overrides, read_architecture, rendered
     from vist3a_synth.training import train as run
 
     _check_folder(out)

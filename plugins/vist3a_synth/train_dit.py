@@ -51,9 +51,8 @@ from vist3a_synth.train_vae import (
     TestOpt,
     _printer,
     encode_frames,
-    overrides,
 )
-from vist3a_synth.training import TrainOptions, read_architecture, rendered
+from vist3a_synth.training import TrainOptions, overrides, read_architecture, rendered
 from vist3a_synth.training import train as run_training
 
 FIXED_DIT_CONFIG: dict[str, Any] = {
@@ -75,6 +74,8 @@ class DitArchitecture(StrictModel):
     def diffusers_config(self, channels: int) -> dict[str, Any]:
         """``WanTransformer3DModel`` arguments for ``channels``-channel latents."""
         return {**self.model_dump(), **FIXED_DIT_CONFIG, "in_channels": channels, "out_channels": channels}
+
+
 CAPTION_DROPOUT = 0.1
 SAMPLES_FILE, SAMPLE_ROWS, LOSS_DRAWS, EVAL_BATCH = "samples.png", 8, 8, 16
 
@@ -99,10 +100,11 @@ def dit_command(
     torch.set_num_threads(1)
     started = time.monotonic()
     architecture = read_architecture(config, DitArchitecture)
+    latent = SynthWanGenerator.meta_latent(DiffusersVideoConfig(checkpoint=str(vae)))
+    _check_patches(architecture, latent.latent_shape(FRAMES, SIZE, SIZE)[1:])
     autoencoder = load_vae(vae / VAE_NAME).to(device)
     data, captions = rendered(cache or out, "train", scenes, frames=FRAMES, size=SIZE)
     latents = encoded(autoencoder, data["frames"], out / f"latents-train-{scenes}.safetensors")
-    _check_patches(architecture, latents.shape[2:])
     torch.manual_seed(seed)
     pipe = build_pipeline(autoencoder, new_transformer(latents.shape[1], architecture)).to(device)
     generator = SynthWanGenerator(pipe, DiffusersVideoConfig(device=device))
@@ -161,7 +163,8 @@ def new_transformer(channels: int, architecture: DitArchitecture | None = None) 
     return WanTransformer3DModel(**(architecture or DitArchitecture()).diffusers_config(channels))
 
 
-def _check_patches(architecture: DitArchitecture, latent_shape: torch.Size) -> None:
+def _check_patches(architecture: DitArchitecture, latent_shape: tuple[int, ...]) -> None:
+    """Refuse patches that do not tile the latents (time, height, width) before any data are rendered."""
     if any(size % patch for size, patch in zip(latent_shape, architecture.patch_size)):
         raise InputError(f"patch_size {list(architecture.patch_size)} does not divide the VAE's latents "
                          f"{list(latent_shape)} (time, height, width)")  # fmt: skip

@@ -23,7 +23,7 @@ from vist3a.config import StrictModel
 from vist3a.io.atomic import atomic_write_text
 from vist3a_synth.cli import train
 from vist3a_synth.generator import FRAMES, SIZE, VAE_NAME, load_vae, save_half
-from vist3a_synth.training import TrainOptions, read_architecture, rendered
+from vist3a_synth.training import TrainOptions, overrides, read_architecture, rendered
 from vist3a_synth.training import train as run_training
 
 
@@ -61,6 +61,7 @@ class VaeArchitecture(StrictModel):
         """``AutoencoderKLWan`` arguments, stating the compression the layers do (diffusers reads it from here)."""
         return {**self.model_dump(), "scale_factor_spatial": self.spatial_factor,
                 "scale_factor_temporal": self.temporal_factor}  # fmt: skip
+
 
 KL_WEIGHT = 1e-4
 OBJECT_WEIGHT = 10.0
@@ -135,11 +136,6 @@ def train_vae(frames: Tensor, ids: Tensor, options: TrainOptions, crop: int, dir
 
     run_training(vae, loss_fn, options, directory, on_step=_printer(options.steps))
     return vae
-
-
-def overrides(architecture: StrictModel) -> dict[str, Any]:
-    """The settings of ``architecture`` that differ from its defaults, as JSON values (``TrainOptions.model``)."""
-    return architecture.model_dump(mode="json", exclude_defaults=True)
 
 
 def central_crop(size: int, crop: int, generator: torch.Generator, jitter: int = 8) -> tuple[int, int]:

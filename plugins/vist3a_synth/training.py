@@ -135,6 +135,11 @@ def read_architecture(path: Path | None, model: type[A]) -> A:
     return model() if path is None else YamlDocument.read(path).validate(model)
 
 
+def overrides(architecture: StrictModel) -> dict[str, Any]:
+    """The settings of ``architecture`` that differ from its defaults, as JSON values (``TrainOptions.model``)."""
+    return architecture.model_dump(mode="json", exclude_defaults=True)
+
+
 def rendered(directory: Path, split: Split, count: int, *, frames: int = 9, size: int = 64,
              seed: int = 0) -> tuple[dict[str, Tensor], list[str]]:  # fmt: skip
     """``count`` scenes of ``split`` with ground truth and captions, rendered once and cached in ``directory``.

@@ -155,6 +155,7 @@ def test_architecture_files_shape_the_trained_models(entry_point_plugins, tmp_pa
     odd_patches.write_text("patch_size: [1, 3, 3]\n")
     dit = ["synth", "train", "dit", "--vae", str(tmp_path / "vae"), *common]
     assert main([*dit, "--out", str(tmp_path / "odd"), "--config", str(odd_patches)]) == 2
+    assert not (tmp_path / "odd").exists()  # refused before any encoding
     assert main([*dit, "--out", str(tmp_path / "dit"), "--config", str(EXAMPLES / "dit-s4.yaml")]) == 0
     generator = vist3a.load_generator("synth-wan", str(tmp_path / "dit"))
     assert list(generator.trainable().config.patch_size) == [1, 4, 4]
