@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from vist3a.cli import main
-from vist3a.devices import resolve_device
+from vist3a.devices import resolve_device, to_module
 from vist3a.errors import InputError
 
 
@@ -46,3 +46,8 @@ def test_a_command_refuses_an_unreachable_device_before_any_work(cuda_devices, t
         "Error: device 'cuda': this machine's torch sees 0 CUDA device(s); use --device cpu"
     ]
     assert not (tmp_path / "out").exists()
+
+
+def test_to_module_places_a_tensor_like_the_module():
+    moved = to_module(torch.zeros(3), torch.nn.Linear(2, 2).to("meta", torch.float16))
+    assert moved.device.type == "meta" and moved.dtype == torch.float16

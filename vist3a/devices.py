@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+from torch import Tensor, nn
 
 from vist3a.errors import InputError
 
@@ -32,3 +33,9 @@ def resolve_device(name: str) -> str:
 
 def _cuda_count() -> int:
     return torch.cuda.device_count() if torch.cuda.is_available() else 0
+
+
+def to_module(tensor: Tensor, module: nn.Module) -> Tensor:
+    """``tensor`` on ``module``'s device, in its dtype (those of its first parameter)."""
+    parameter = next(module.parameters())
+    return tensor.to(device=parameter.device, dtype=parameter.dtype)

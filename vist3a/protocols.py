@@ -194,7 +194,8 @@ class Decoder3D(Protocol):
         ...
 
     def preprocess(self, frames: Tensor) -> Tensor:
-        """frames ``[B,3,T,H,W]`` in [-1,1] -> the model's own input (resized, normalised)."""
+        """frames ``[B,3,T,H,W]`` in [-1,1] (any device) -> the model's own input (resized, normalised), on the
+        model's device and in its dtype."""
         ...
 
     def forward_features(self, x: Tensor, points: Sequence[str]) -> dict[str, Tensor]:

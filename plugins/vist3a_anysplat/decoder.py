@@ -122,7 +122,7 @@ class AnySplatDecoder(VGGTDecoder):
     def forward(self, x: Tensor) -> Decoded3D:
         """The original model on images ``[B,S,3,H,W]`` in [0,1] (the distillation teacher)."""
         x = self._check_images(x)
-        return self._decoded(self.model(x.to(self._dtype)), tuple(x.shape[-2:]))
+        return self._decoded(self.model(x), tuple(x.shape[-2:]))
 
     def forward_from(self, point: str, tokens: Tensor, aux: Mapping[str, Tensor] | None = None) -> Decoded3D:
         """Continue after ``point`` from patch tokens ``[B,C,S,h,w]``; ``aux["frames"]`` ``[B,S,3,H,W]`` in [0,1] (the

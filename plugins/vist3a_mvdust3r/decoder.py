@@ -12,6 +12,7 @@ import torch
 from torch import Tensor, nn
 from vist3a_vggt.decoder import DTYPES
 
+from vist3a.devices import to_module
 from vist3a.errors import ConfigError, InputError, ShapeError
 from vist3a.io.checkpoint import CONFIG_NAME, check_state_dict, read_config, save_checkpoint
 from vist3a.io.clips import resize_frames
@@ -151,7 +152,7 @@ class MVDUSt3RDecoder(nn.Module):
             raise ShapeError(f"frames: expected [B,3,T,H,W], got {list(frames.shape)}")
         size = tuple(max(1, round(n / self.patch_size)) * self.patch_size for n in frames.shape[-2:])
         images = ((resize_frames(frames, size) + 1) / 2).clamp(0, 1)
-        return images.transpose(1, 2).to(self._dtype)
+        return to_module(images.transpose(1, 2), self.model)
 
     def forward(self, x: Tensor) -> Decoded3D:
         """The original model on images ``[B,S,3,H,W]`` in [0,1] (the distillation teacher)."""
@@ -204,10 +205,6 @@ class MVDUSt3RDecoder(nn.Module):
 
     # --- helpers ----------------------------------------------------------------------------------------------
 
-    @property
-    def _dtype(self) -> torch.dtype:
-        return next(self.model.parameters()).dtype
-
     @staticmethod
     def _normalised(images: Tensor) -> Tensor:
         """[0,1] -> [-1,1] as upstream's ``Normalize(0.5, 0.5)``."""
@@ -232,7 +229,7 @@ class MVDUSt3RDecoder(nn.Module):
             raise ShapeError(f"images: height and width must be multiples of {self.patch_size}, got {h}x{w}")
         if check_range and (images.min() < 0 or images.max() > 1):
             raise InputError(f"images: values must be in [0,1], got [{images.min().item():.3g}, {images.max().item():.3g}]")
-        return images.to(self._dtype)
+        return to_module(images, self.model)
 
     def _decoded(self, out: dict[str, Tensor], batch: int) -> Decoded3D:
         """Per-slot outputs ``[S, B*n_ref, ...]`` -> heads ``[B*n_ref, S, ...]`` and, from path 0 (views in input order),

@@ -196,7 +196,7 @@ def held_out_loss(generator: SynthWanGenerator, latents: Tensor, captions: list[
 def write_samples(generator: SynthWanGenerator, captions: list[str], path: Path, seed: int) -> None:
     """A contact sheet of one decoded sample per caption (the generator's default sampling settings)."""
     with torch.no_grad():
-        frames = generator.decode(generator.sample(captions, generator=torch.Generator().manual_seed(seed)))
+        frames = generator.decode(generator.sample(captions, generator=torch.Generator().manual_seed(seed))).cpu()
     rows = [SimpleNamespace(frames=clip, caption=caption) for clip, caption in zip(frames, captions)]
     _save_png(path, _contact_sheet(rows))  # type: ignore[arg-type]
 

@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from vist3a.devices import to_module
 from vist3a.errors import CheckpointError, ConfigError, InputError, ShapeError
 from vist3a.io.checkpoint import CONFIG_NAME, WEIGHTS_NAME, check_state_dict, load_state_dict, read_config, save_checkpoint
 from vist3a.protocols import StitchPoint, StitchTargets
@@ -143,7 +144,8 @@ class VGGTDecoder(nn.Module):
                 raise ShapeError(f"query_points: expected [B,N,2] pixel (x, y), got {list(query_points.shape)}")
             if self.model.track_head is None:
                 raise InputError("this VGGT has no track head; query_points cannot be tracked")
-        out = self.model(images.to(self._dtype), query_points)
+            query_points = query_points.to(images.device)
+        out = self.model(images, query_points)
         out.pop("pose_enc_list", None)
         return out
 
@@ -204,7 +206,7 @@ class VGGTDecoder(nn.Module):
         size = tuple(max(1, round(v / self.patch_size)) * self.patch_size for v in (h, w))
         if size != (h, w):
             images = F.interpolate(images, size=size, mode="bilinear", align_corners=False, antialias=True).clamp(0, 1)
-        return images.view(b, t, 3, *size).to(self._dtype)
+        return to_module(images.view(b, t, 3, *size), self.model)
 
     def forward(self, x: Tensor) -> Decoded3D:
         """The original model on images ``[B,S,3,H,W]`` in [0,1] (the distillation teacher)."""
@@ -286,10 +288,6 @@ class VGGTDecoder(nn.Module):
 
     # --- helpers ----------------------------------------------------------------------------------------------
 
-    @property
-    def _dtype(self) -> torch.dtype:
-        return next(self.model.parameters()).dtype
-
     def _first_read_layer(self) -> int:
         reads = [i for head in self.arch.dpt_heads().values() for i in head.intermediate_layer_idx]
         return min(reads, default=self.arch.aggregator.depth - 1)
@@ -307,6 +305,7 @@ class VGGTDecoder(nn.Module):
         return kind, int(k)
 
     def _check_images(self, images: Tensor, check_range: bool = False) -> Tensor:
+        """``images`` checked, on the model's device and in its dtype."""
         if not isinstance(images, Tensor) or not images.is_floating_point():
             raise InputError("images: expected a floating-point tensor [B,S,3,H,W] in [0,1]")
         if images.ndim != 5 or images.shape[2] != 3:
@@ -317,7 +316,7 @@ class VGGTDecoder(nn.Module):
         if check_range and images.numel() and (images.min() < 0 or images.max() > 1):
             lo, hi = images.min().item(), images.max().item()
             raise InputError(f"images: values must be in [0,1], got [{lo:.3g}, {hi:.3g}] (VGGT normalises internally)")
-        return images
+        return to_module(images, self.model)
 
     def _decoded(self, out: dict[str, Tensor], image_size: tuple[int, int]) -> Decoded3D:
         cameras = None

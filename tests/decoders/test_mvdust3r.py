@@ -318,3 +318,10 @@ def test_preprocess(tiny, images):
     frames = images.transpose(1, 2) * 2 - 1
     assert max_error(tiny.preprocess(frames), images) <= 1e-6
     assert tiny.preprocess(torch.zeros(1, 3, 2, 30, 45)).shape == (1, 2, 3, 32, 48)
+
+
+def test_inputs_are_moved_to_the_models_device(load):
+    """Frames from the CPU reach a model on another device (``meta`` here, CUDA in use)."""
+    decoder = load(TINY).to("meta", torch.float16)
+    images = decoder.preprocess(torch.zeros(1, 3, VIEWS, 32, 48))
+    assert images.device.type == "meta" and images.dtype == torch.float16

@@ -288,3 +288,11 @@ def test_gradient_checkpointing_gives_the_same_gradients(entry_point_plugins):
     assert plain.keys() == checkpointed.keys() and len(plain) > 10
     for name, grad in plain.items():
         assert torch.allclose(grad, checkpointed[name], atol=1e-6), name
+
+
+def test_inputs_are_moved_to_the_models_device(load):
+    """Frames from the CPU reach a model on another device (``meta`` here, CUDA in use) through every entry."""
+    decoder = load(TINY).to("meta", torch.float16)
+    images = decoder.preprocess(torch.zeros(1, 3, 2, 28, 28))
+    assert images.device.type == "meta" and images.dtype == torch.float16
+    assert decoder._check_images(torch.zeros(1, 2, 3, 28, 28)).device.type == "meta"

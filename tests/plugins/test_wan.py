@@ -130,3 +130,15 @@ def test_tiny_option_and_bad_options(entry_point_plugins) -> None:
 
 def test_training_loss_is_flow_matching() -> None:
     checks.check_training_loss(make(), checks.flow_matching_sample)
+
+
+def test_half_precision_keeps_the_fp32_modules(entry_point_plugins) -> None:
+    """A pipeline built in float32 and placed in bfloat16 keeps Wan's ``_keep_in_fp32_modules`` in float32, as
+    ``from_pretrained(torch_dtype=...)`` would."""
+    import vist3a
+
+    entry_point_plugins("vist3a_wan")
+    transformer = vist3a.load_generator("wan", tiny=True, dtype="bfloat16").pipe.transformer
+    dtypes = {name: p.dtype for name, p in transformer.named_parameters()}
+    assert dtypes["scale_shift_table"] == torch.float32 and dtypes["blocks.0.norm2.weight"] == torch.float32
+    assert dtypes["patch_embedding.weight"] == torch.bfloat16 and dtypes["blocks.0.attn1.to_q.weight"] == torch.bfloat16

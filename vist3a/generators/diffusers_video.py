@@ -224,14 +224,14 @@ class DiffusersVideoGenerator:
         """frames ``[B,3,T,H,W]`` in [-1,1] -> RAW latents ``[B,C,T',h,w]`` (posterior mode, or a sample).
 
         ``T`` must follow the frame rule; with ``pad`` (default: the ``pad_frames`` option) the last frame is
-        repeated up to the next valid count. Runs on the VAE's device and dtype.
+        repeated up to the next valid count. Runs on :attr:`device` (also under CPU offload) in the VAE's dtype.
         """
         if frames.ndim != 5 or frames.shape[1] != 3:
             raise ShapeError(f"{self.name}.encode: expected frames [B,3,T,H,W], got {tuple(frames.shape)}")
         frames = self._fit_frames(frames, self.config.pad_frames if pad is None else pad)
         self._check_size(*frames.shape[-2:])
         vae = self.pipe.vae
-        dist = vae.encode(frames.to(device=vae.device, dtype=vae.dtype)).latent_dist
+        dist = vae.encode(frames.to(device=self.device, dtype=vae.dtype)).latent_dist
         return dist.sample(generator) if sample else dist.mode()
 
     def decode(self, latents: Tensor) -> Tensor:
@@ -243,7 +243,7 @@ class DiffusersVideoGenerator:
             raise ShapeError(f"{self.name}.decode: expected RAW latents [B,{self.latent.channels},T',h,w], got {tuple(latents.shape)}")
         self._check_latent_frames(latents.shape[2])
         vae = self.pipe.vae
-        z = latents.to(device=vae.device, dtype=vae.dtype)
+        z = latents.to(device=self.device, dtype=vae.dtype)
         if self._checkpoint_decode and torch.is_grad_enabled() and not self._native_checkpointing():
             return self._decode_checkpointed(z)
         return vae.decode(z).sample
@@ -510,12 +510,22 @@ def place_pipeline(pipe: DiffusionPipeline, config: DiffusersVideoConfig) -> Dif
     for name, module in pipe.components.items():
         wanted = vae_dtype if name == "vae" else dtype
         if isinstance(module, nn.Module) and next(module.parameters()).dtype != wanted:
-            module.to(dtype=wanted)
+            cast(module, wanted)
     if config.cpu_offload:
         pipe.enable_model_cpu_offload(device=config.device)
     else:
         pipe.to(config.device)
     return pipe
+
+
+def cast(module: nn.Module, dtype: torch.dtype) -> None:
+    """Cast ``module`` to ``dtype``, keeping in float32 the submodules a diffusers model lists in
+    ``_keep_in_fp32_modules``, as ``from_pretrained(torch_dtype=...)`` does."""
+    nn.Module.to(module, dtype=dtype)  # not ModelMixin.to, which would cast those too (and warn)
+    keep = set(getattr(module, "_keep_in_fp32_modules", None) or ()) if dtype != torch.float32 else set()
+    for name, tensor in [*module.named_parameters(), *module.named_buffers()]:
+        if keep.intersection(name.split(".")) and tensor.is_floating_point():
+            tensor.data = tensor.data.float()
 
 
 def _hub_offline() -> bool:

@@ -17,7 +17,7 @@ def look_at(eyes: Tensor, target: Tensor, down: Tensor) -> Tensor:
     right = torch.nn.functional.normalize(torch.linalg.cross(down.expand_as(forward), forward, dim=-1), dim=-1)
     below = torch.linalg.cross(forward, right, dim=-1)
     rotation = torch.stack([right, below, forward], dim=-2)  # rows: the camera axes in world coordinates
-    extrinsics = torch.eye(4, dtype=eyes.dtype).repeat(eyes.shape[0], 1, 1)
+    extrinsics = torch.eye(4, dtype=eyes.dtype, device=eyes.device).repeat(eyes.shape[0], 1, 1)
     extrinsics[:, :3, :3] = rotation
     extrinsics[:, :3, 3] = -(rotation @ eyes[..., None])[..., 0]
     return extrinsics
@@ -42,12 +42,12 @@ def orbit_cameras(
     centre = (means * weights[:, None]).sum(0) / weights.sum()
     spread = ((means - centre).square().sum(-1) * weights).sum().div(weights.sum()).sqrt().clamp_min(1e-3)
     radius = distance * float(spread)
-    angles = torch.linspace(0, 2 * math.pi, frames + 1)[:-1]
+    angles = torch.linspace(0, 2 * math.pi, frames + 1, device=means.device)[:-1]
     elevation = math.radians(elevation_degrees)
     offsets = torch.stack([torch.sin(angles) * math.cos(elevation), torch.full_like(angles, -math.sin(elevation)),
                            -torch.cos(angles) * math.cos(elevation)], dim=-1)  # fmt: skip
-    extrinsics = look_at(centre + radius * offsets, centre, torch.tensor([0.0, 1.0, 0.0]))
+    extrinsics = look_at(centre + radius * offsets, centre, torch.tensor([0.0, 1.0, 0.0], device=means.device))
     h, w = image_size
     focal = (w / 2) / math.tan(math.radians(fov_degrees) / 2)
-    intrinsics = torch.tensor([[focal, 0, w / 2], [0, focal, h / 2], [0, 0, 1]]).repeat(frames, 1, 1)
+    intrinsics = torch.tensor([[focal, 0, w / 2], [0, focal, h / 2], [0, 0, 1]], device=means.device).repeat(frames, 1, 1)
     return Cameras(extrinsics[None], intrinsics[None], image_size)

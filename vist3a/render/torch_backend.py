@@ -20,6 +20,7 @@ while the pairs number at most ``PIXEL_PAIRS_MAX`` (its memory grows with them; 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -164,7 +165,7 @@ def _composite_image(means2d: Tensor, conics: Tensor, radii: Tensor, depths: Ten
     counts = torch.bincount(pixel, minlength=width * height)
     starts = torch.cumsum(counts, 0) - counts
     before = before - before[starts[pixel]]
-    weights = torch.where(before + log_keep > torch.log(torch.tensor(T_MIN, dtype=torch.float64)), alpha * before.exp(), 0)
+    weights = torch.where(before + log_keep > math.log(T_MIN), alpha * before.exp(), 0)
     weights = weights.to(features.dtype)
     image = features.new_zeros(width * height, features.shape[-1]).index_add_(0, pixel, weights[:, None] * features[g])
     return image, features.new_zeros(width * height).index_add_(0, pixel, weights)
