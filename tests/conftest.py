@@ -34,3 +34,12 @@ def entry_point_plugins():
         return loaded
 
     return load
+
+
+@pytest.fixture
+def offline(monkeypatch):
+    """No hub access, even where huggingface_hub read HF_HUB_OFFLINE before the test set it."""
+    from huggingface_hub import constants  # not at the top: importing it reads HF_HUB_OFFLINE, set above
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
