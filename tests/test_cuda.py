@@ -106,6 +106,9 @@ def test_render_on_cuda_matches_the_cpu(cli, tmp_path):
     assert max((a - b).abs().mean() for a, b in zip(frames["cuda"], frames["cpu"])) < 2.0
 
 
-def test_the_demo_runs_every_stage_on_cuda(cli, tmp_path):
+def test_the_demo_and_its_report_run_on_cuda(cli, tmp_path):
     cli("synth", "demo", "--scale", "quick", "--out", tmp_path / "demo", "--device", "cuda")
     assert (tmp_path / "demo" / "generate" / "scene.ply").is_file()
+    cli("synth", "report", "--pair", tmp_path / "demo" / "pair", "--prompts", 1, "--clips", 2, "--alphas", "0,1",
+        "--steps", 2, "--device", "cuda", "--out", tmp_path / "report.json")
+    assert len(json.loads((tmp_path / "report.json").read_text())["noise"]) == 2

@@ -58,18 +58,19 @@ def _depth_at(decoded: Decoded3D, size: tuple[int, int]) -> Tensor:
 
 
 @torch.no_grad()
-def noise_robustness(pair: Path, alphas: Sequence[float], *, clips: int = 16, seed: int = 0) -> list[dict[str, float]]:
+def noise_robustness(pair: Path, alphas: Sequence[float], *, clips: int = 16, seed: int = 0,
+                     device: str = "cpu") -> list[dict[str, float]]:  # fmt: skip
     """Depth abs-rel and rotation error against the ground truth of ``clips`` test scenes, for stitched decoding and
-    for decode-then-reconstruct, at each latent noise level ``alpha``."""
+    for decode-then-reconstruct, at each latent noise level ``alpha``; the models run on ``device``."""
     workspace = PairWorkspace.load(pair)
-    generator, decoder = workspace.load_models()
-    stitched = StitchedDecoder.from_pretrained(pair / "stitched")
+    generator, decoder = workspace.load_models(device)
+    stitched = StitchedDecoder.from_pretrained(pair / "stitched", device=device)
     data = SynthClips(clips, workspace.frames, workspace.generator_resolution, seed, "test")
     samples = [data.sample(i) for i in range(clips)]
     frames = torch.stack([s.frames for s in samples])
     depth, extrinsics = torch.stack([s.depth for s in samples]), torch.stack([s.extrinsics for s in samples])
     latents = generator.encode(frames)
-    noise = torch.randn(latents.shape, generator=torch.Generator().manual_seed(seed))
+    noise = torch.randn(latents.shape, generator=torch.Generator().manual_seed(seed)).to(latents.device)
     rows = []
     for alpha in alphas:
         noisy = latents + alpha * latents.square().mean().sqrt() * noise
@@ -77,6 +78,7 @@ def noise_robustness(pair: Path, alphas: Sequence[float], *, clips: int = 16, se
         decoder_video = resize_frames(video, stitched.config.decoder_resolution)
         row = {"alpha": alpha}
         for name, out in (("stitched", stitched(noisy, decoder_video)), ("decode+reconstruct", _original(decoder, decoder_video))):
+            out = out.to("cpu", torch.float32)
             row[f"{name} abs_rel"] = abs_rel(_depth_at(out, depth.shape[-2:]), depth, depth > 0)
             row[f"{name} rot_deg"] = rotation_error(out.cameras.extrinsics, extrinsics)  # type: ignore[union-attr]
         rows.append(row)
@@ -99,7 +101,7 @@ def generation_scores(pipeline: Vist3aPipeline, decoder: Decoder3D, prompts: Seq
         target = original.points.depth  # type: ignore[union-attr]
         depth_gaps.append(abs_rel(decoded.points.depth, target, target > 0))  # type: ignore[union-attr]
         rotation_gaps.append(rotation_error(decoded.cameras.extrinsics, original.cameras.extrinsics))  # type: ignore[union-attr]
-        videos.append(frames)
+        videos.append(frames.cpu())
     scores = {name: value / len(prompts) for name, value in totals.items()}
     scores["attribute accuracy"] = attribute_accuracy(torch.cat(videos), list(prompts))
     scores["stitched vs original depth abs_rel"] = sum(depth_gaps) / len(depth_gaps)

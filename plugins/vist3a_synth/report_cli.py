@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from vist3a.commands.options import DeviceOpt
 from vist3a_synth.cli import app
 
 
@@ -21,6 +22,7 @@ def report(
     steps: Annotated[int, typer.Option(min=1)] = 30,
     guidance: Annotated[float, typer.Option(min=0.0)] = 4.0,
     out: Annotated[Path | None, typer.Option(help="Also write the numbers as JSON here.")] = None,
+    device: DeviceOpt = "auto",
 ) -> None:
     """Latent-noise robustness of stitched vs decode-then-reconstruct, and generation scores per LoRA."""
     import vist3a
@@ -39,14 +41,15 @@ def report(
         levels = [float(a) for a in alphas.split(",")]
     except ValueError:
         raise InputError(f"--alphas {alphas!r}: expected comma-separated numbers") from None
-    noise = measure.noise_robustness(pair, levels, clips=clips)
+    noise = measure.noise_robustness(pair, levels, clips=clips, device=device)
     print(measure.markdown(noise))
     ref = PairWorkspace.load(pair).decoder
-    decoder = vist3a.load_decoder(ref.id, ref.checkpoint)
-    rewards = {"synth-clip": vist3a.load_reward("synth-clip"), "consistency": vist3a.load_reward("consistency", lpips_weight=0)}
+    decoder = vist3a.load_decoder(ref.id, ref.checkpoint, device=device)
+    rewards = {"synth-clip": vist3a.load_reward("synth-clip", device=device),
+               "consistency": vist3a.load_reward("consistency", lpips_weight=0, device=device)}
     texts, scores = measure.held_out_prompts(prompts), []
     for name, folder in variants.items():
-        pipeline = Vist3aPipeline.from_pair(pair)
+        pipeline = Vist3aPipeline.from_pair(pair, device=device)
         if folder:
             load_lora(pipeline.generator, folder)
         scores.append({"lora": name, **measure.generation_scores(pipeline, decoder, texts, rewards, steps=steps, guidance=guidance)})

@@ -66,6 +66,14 @@ def test_the_demo_runs_every_stage_and_continues(entry_point_plugins, tmp_path, 
     assert "== " not in again and str(out / "pair" / "stitched") in again
     assert main(["synth", "demo", "--out", str(out), "--scale", "huge"]) == 2
     assert "--scale must be one of quick, full" in capsys.readouterr().err
+    report = tmp_path / "report.json"
+    assert main(["synth", "report", "--pair", str(out / "pair"), "--lora", f"aligned={out / 'align' / 'lora_ema'}",
+                 "--prompts", "1", "--clips", "2", "--alphas", "0,1", "--steps", "2", "--device", "cpu",
+                 "--out", str(report)]) == 0  # fmt: skip
+    numbers = json.loads(report.read_text())
+    assert [row["alpha"] for row in numbers["noise"]] == [0.0, 1.0]
+    assert [row["lora"] for row in numbers["generation"]] == ["base", "aligned"]
+    assert 0 <= numbers["generation"][0]["attribute accuracy"] <= 1
 
 
 def test_a_failing_stage_stops_the_demo_with_its_exit_code(entry_point_plugins, tmp_path, capsys, offline):
