@@ -87,11 +87,19 @@ def attribute_accuracy(videos: Tensor, scenes_or_captions: Sequence[Scene | str]
     caption is parsed with the world's grammar; ValueError if it is not one). Colour and shape are judged
     separately, so binding (which shape has which colour) is not checked. ``classifier``: the shipped one if None.
     """
+    return attribute_accuracies(videos, scenes_or_captions, classifier=classifier)["attributes"]
+
+
+def attribute_accuracies(videos: Tensor, scenes_or_captions: Sequence[Scene | str], *,
+                         classifier: AttributeClassifier | None = None) -> dict[str, float]:  # fmt: skip
+    """:func:`attribute_accuracy` (``"attributes"``) and its parts: the fraction of requested ``"colours"`` and of
+    requested ``"shapes"`` detected."""
     if len(scenes_or_captions) != videos.shape[0]:
         raise ShapeError(f"{NAME}: {len(scenes_or_captions)} prompts for {videos.shape[0]} videos")
     requested = torch.stack([_requested(item) for item in scenes_or_captions]).bool()
-    detected = (classifier or shipped_classifier()).detect(videos) > 0.5
-    return (detected & requested).sum().item() / requested.sum().item()
+    hits = ((classifier or shipped_classifier()).detect(videos) > 0.5) & requested
+    kinds = {"attributes": slice(None), "colours": slice(len(COLOURS)), "shapes": slice(len(COLOURS), None)}
+    return {kind: hits[:, part].sum().item() / max(1, requested[:, part].sum().item()) for kind, part in kinds.items()}
 
 
 def _requested(item: Scene | str) -> Tensor:

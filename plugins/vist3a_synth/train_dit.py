@@ -135,7 +135,7 @@ def eval_generator(
     """Attribute accuracy of samples for held-out captions, judged by the shipped classifier, beside that of the
     ground-truth renders of the same scenes and of their VAE reconstructions (what the latents can carry)."""
     import vist3a
-    from vist3a_synth.classifier import attribute_accuracy
+    from vist3a_synth.classifier import attribute_accuracies
     from vist3a_synth.data import SynthClips
 
     torch.set_num_threads(1)
@@ -150,9 +150,11 @@ def eval_generator(
             for i in range(0, prompts, EVAL_BATCH)
         ]).float().clamp(-1, 1)  # fmt: skip
         rebuilt = torch.cat([generator.decode(generator.encode(truth[i : i + EVAL_BATCH])) for i in range(0, prompts, EVAL_BATCH)])
-    print(f"attribute accuracy over {prompts} held-out captions: samples {attribute_accuracy(videos, captions):.1%}, "
-          f"VAE reconstructions {attribute_accuracy(rebuilt.float().clamp(-1, 1), captions):.1%}, "
-          f"ground-truth renders {attribute_accuracy(truth, captions):.1%}")  # fmt: skip
+    scores = {name: attribute_accuracies(clips, captions) for name, clips in
+              (("samples", videos), ("VAE reconstructions", rebuilt.float().clamp(-1, 1)), ("ground-truth renders", truth))}
+    for kind, heading in (("attributes", f"attribute accuracy over {prompts} held-out captions"), ("colours", "  colours"),
+                          ("shapes", "  shapes")):
+        print(f"{heading}: " + ", ".join(f"{name} {score[kind]:.1%}" for name, score in scores.items()))  # fmt: skip
 
 
 def new_transformer(channels: int, architecture: DitArchitecture | None = None) -> Any:

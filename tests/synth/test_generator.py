@@ -210,8 +210,9 @@ def test_vae_crops_stay_in_the_frame_near_its_centre():
 def test_eval_generator_scores_samples_beside_the_ground_truth(entry_point_plugins, offline, capsys):
     entry_point_plugins("vist3a_synth")
     assert main(["synth", "eval-generator", "--prompts", "2", "--steps", "2"]) == 0
-    line = capsys.readouterr().out.strip().splitlines()[-1]
+    line, colours, shapes = capsys.readouterr().out.strip().splitlines()[-3:]
     assert line.startswith("attribute accuracy over 2 held-out captions: samples ")
     assert "VAE reconstructions" in line and "ground-truth renders" in line
+    assert colours.startswith("  colours: samples ") and shapes.startswith("  shapes: samples ")
     truth = float(line.rsplit("ground-truth renders ", 1)[1].rstrip("%"))
     assert 50 <= truth <= 100  # the classifier sees most of what the ground-truth clips hold

@@ -8,6 +8,7 @@ import torch
 from vist3a_synth.classifier import (
     ATTRIBUTES,
     AttributeClassifier,
+    attribute_accuracies,
     attribute_accuracy,
     clip_targets,
     evaluate_classifier,
@@ -92,6 +93,9 @@ def test_the_shipped_classifier_matches_its_reported_accuracy(tmp_path):
     videos = data["frames"][:6].permute(0, 2, 1, 3, 4).float() / 127.5 - 1
     wrong = ["a small white sphere"] * 6 if "white" not in " ".join(captions[:6]) else ["a small green cone"] * 6
     assert attribute_accuracy(videos, captions[:6]) > attribute_accuracy(videos, wrong)
+    parts = attribute_accuracies(videos, wrong)
+    assert parts["attributes"] == attribute_accuracy(videos, wrong)
+    assert parts["colours"] == 0 and parts["attributes"] == pytest.approx(parts["shapes"] / 2)  # 1 colour, 1 shape asked
 
 
 def test_bad_input(entry_point_plugins, tmp_path, capsys):
