@@ -11,12 +11,14 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image, ImageSequence
-from safetensors import safe_open
 from vist3a_synth.generator import WEIGHTS
+from vist3a_synth.training import STATE_FILE
 
 from vist3a.cli import main
-from vist3a.io.export import read_gaussians_ply, write_gaussians_ply
-from vist3a.scene import Gaussians
+from vist3a.io.checkpoint import read_state
+from vist3a.io.export import read_gaussians_ply
+
+from .test_render_command import write_scene
 
 pytestmark = [pytest.mark.cuda, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")]
 
@@ -38,8 +40,7 @@ def history(run: Path) -> list[dict[str, float]]:
 
 
 def state_step(run: Path) -> int:
-    with safe_open(str(run / "state.safetensors"), "pt") as f:
-        return int(f.metadata()["step"])
+    return int(read_state(run / STATE_FILE, "training state")[1]["step"])
 
 
 @pytest.mark.parametrize("first, then", [("cuda", "cpu"), ("cpu", "cuda")])
@@ -91,11 +92,7 @@ def test_generate_on_cuda(cli, tmp_path, options):
 
 
 def test_render_on_cuda_matches_the_cpu(cli, tmp_path):
-    g, n = torch.Generator().manual_seed(0), 30
-    gaussians = Gaussians(torch.randn(1, n, 3, generator=g) * 0.3, torch.full((1, n, 3), 0.1),
-                          torch.tensor([1.0, 0, 0, 0]).repeat(1, n, 1), torch.full((1, n), 0.8),
-                          torch.randn(1, n, 1, 3, generator=g))  # fmt: skip
-    scene = write_gaussians_ply(tmp_path / "scene.ply", gaussians)
+    scene, _ = write_scene(tmp_path)
     for device in ("cuda", "cpu"):
         cli("render", scene, "--out", tmp_path / f"{device}.gif", "--frames", 3, "--size", 24, "--device", device)
     frames = {}

@@ -9,7 +9,8 @@ from vist3a.render.paths import orbit_cameras
 from vist3a.scene import Gaussians
 
 
-def _scene(tmp_path):
+def write_scene(tmp_path):
+    """A small random 3DGS scene written to tmp_path/scene.ply: (path, Gaussians)."""
     g = torch.Generator().manual_seed(0)
     n = 30
     quats = torch.tensor([1.0, 0, 0, 0]).repeat(1, n, 1)
@@ -32,7 +33,7 @@ def test_orbit_cameras_circle_the_scene_and_face_it():
 
 
 def test_render_orbit_and_camera_path(tmp_path, capsys):
-    scene, gaussians = _scene(tmp_path)
+    scene, gaussians = write_scene(tmp_path)
     assert main(["render", str(scene), "--out", str(tmp_path / "orbit.gif"), "--frames", "3", "--size", "24"]) == 0
     with Image.open(tmp_path / "orbit.gif") as image:
         assert image.n_frames == 3 and image.size == (24, 24)
@@ -45,7 +46,7 @@ def test_render_orbit_and_camera_path(tmp_path, capsys):
 
 
 def test_render_bad_input(tmp_path, capsys):
-    scene, _ = _scene(tmp_path)
+    scene, _ = write_scene(tmp_path)
     (tmp_path / "taken.gif").write_bytes(b"mine")
     assert main(["render", str(scene), "--out", str(tmp_path / "taken.gif")]) == 2
     assert (tmp_path / "taken.gif").read_bytes() == b"mine"
