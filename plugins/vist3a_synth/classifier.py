@@ -35,6 +35,7 @@ SHIPPED = Path(__file__).parent / "weights" / NAME
 ATTRIBUTES = (*COLOURS, *SHAPES)
 """The outputs, in order: the 8 colours, then the 4 shapes."""
 MIN_PIXELS = 6  # an object covering fewer pixels of a frame does not count as shown there
+BLUR_RADIUS = 3  # pixels each side of the training blur's kernel
 
 
 class ClassifierConfig(StrictModel):
@@ -93,13 +94,19 @@ def attribute_accuracy(videos: Tensor, scenes_or_captions: Sequence[Scene | str]
 def attribute_accuracies(videos: Tensor, scenes_or_captions: Sequence[Scene | str], *,
                          classifier: AttributeClassifier | None = None) -> dict[str, float]:  # fmt: skip
     """:func:`attribute_accuracy` (``"attributes"``) and its parts: the fraction of requested ``"colours"`` and of
-    requested ``"shapes"`` detected."""
+    requested ``"shapes"`` detected; and the control ``"unrequested"``: the fraction of the attributes not requested
+    that are detected all the same (a judge or a generator that sees everything everywhere scores high on both)."""
     if len(scenes_or_captions) != videos.shape[0]:
         raise ShapeError(f"{NAME}: {len(scenes_or_captions)} prompts for {videos.shape[0]} videos")
     requested = torch.stack([_requested(item) for item in scenes_or_captions]).bool()
-    hits = ((classifier or shipped_classifier()).detect(videos) > 0.5) & requested
+    detected = (classifier or shipped_classifier()).detect(videos) > 0.5
     kinds = {"attributes": slice(None), "colours": slice(len(COLOURS)), "shapes": slice(len(COLOURS), None)}
-    return {kind: hits[:, part].sum().item() / max(1, requested[:, part].sum().item()) for kind, part in kinds.items()}
+    scores = {kind: _fraction(detected[:, part], requested[:, part]) for kind, part in kinds.items()}
+    return {**scores, "unrequested": _fraction(detected, ~requested)}
+
+
+def _fraction(detected: Tensor, asked: Tensor) -> float:
+    return (detected & asked).sum().item() / max(1, asked.sum().item())
 
 
 def _requested(item: Scene | str) -> Tensor:
@@ -126,11 +133,28 @@ def _objects(labels: Tensor) -> Tensor:
     return (onehot * (labels[..., :1] >= 0)).float()
 
 
+def blur(images: Tensor, sigma: Tensor) -> Tensor:
+    """``images [N,C,H,W]`` each blurred by a Gaussian of its own standard deviation ``sigma [N]`` (pixels; 0 keeps
+    the image), edges replicated."""
+    offsets = torch.arange(-BLUR_RADIUS, BLUR_RADIUS + 1, dtype=images.dtype, device=images.device)
+    weights = torch.exp(-(offsets**2) / (2 * sigma.to(images).clamp(min=1e-3)[:, None] ** 2))
+    kernels = (weights / weights.sum(1, keepdim=True)).repeat_interleave(images.shape[1], 0)
+    n, c, h, w = images.shape
+    flat = images.reshape(1, n * c, h, w)
+    pad = (BLUR_RADIUS, BLUR_RADIUS)
+    flat = F.conv2d(F.pad(flat, (*pad, 0, 0), mode="replicate"), kernels[:, None, None, :], groups=n * c)
+    flat = F.conv2d(F.pad(flat, (0, 0, *pad), mode="replicate"), kernels[:, None, :, None], groups=n * c)
+    return flat.view(n, c, h, w)
+
+
 def train_classifier(out: Path, options: TrainOptions, *, clips: int, width: int, eval_clips: int, device: str = "cpu",
                      on_step: Callable[[int, dict[str, float]], None] | None = None) -> dict[str, Any]:  # fmt: skip
     """Train the classifier on ``device`` on ``batch_size`` random ground-truth frames a step from ``clips``
     train-split clips; save it to ``out/synth-classifier`` (float16) and return its test metrics, also written to
-    ``out/metrics.json``."""
+    ``out/metrics.json``.
+
+    ``options.loss["blur"]`` (default 0): each training frame is blurred by a Gaussian whose standard deviation is
+    drawn uniformly up to this many pixels, so that soft outlines, as decoders make them, do not hide a shape."""
     data, _ = rendered(out, "train", clips)
     targets = frame_targets(data["labels"], data["ids"])
     torch.manual_seed(options.seed)
@@ -138,7 +162,8 @@ def train_classifier(out: Path, options: TrainOptions, *, clips: int, width: int
 
     def loss_fn(step: int, generator: torch.Generator) -> dict[str, Tensor]:
         images, clip, frame = frame_batch(data["frames"], generator, options.batch_size, 1)
-        logits = model(images.to(device))
+        sigma = torch.rand(len(images), generator=generator) * options.loss.get("blur", 0.0)
+        logits = model(blur(images, sigma).to(device))
         target = targets[clip, frame].to(device)
         return {"loss": F.binary_cross_entropy_with_logits(logits, target),
                 "accuracy": ((logits > 0) == target.bool()).float().mean().detach()}  # fmt: skip

@@ -37,16 +37,17 @@ def reward(out: OutOpt, steps: Annotated[int, typer.Option(min=1, help="Optimisa
 
 
 @train.command("classifier")
-def classifier(out: OutOpt, steps: Annotated[int, typer.Option(min=1, help="Optimisation steps.")] = 2000,
+def classifier(out: OutOpt, steps: Annotated[int, typer.Option(min=1, help="Optimisation steps.")] = 4000,
                clips: ClipsOpt = 2000, width: WidthOpt = 16,
                batch_size: Annotated[int, typer.Option(min=2, help="Frames per step.")] = 64, lr: LrOpt = 2e-3,
+               blur: Annotated[float, typer.Option(min=0.0, help="Largest training blur (Gaussian sigma, pixels).")] = 1.5,
                seed: SeedOpt = 0, eval_clips: EvalOpt = 200, device: DeviceOpt = "auto") -> None:  # fmt: skip
     """Train the attribute classifier on ground-truth train renders; writes OUT/synth-classifier and its test-split
     accuracy to OUT/metrics.json."""
     from vist3a_synth.classifier import train_classifier
     from vist3a_synth.training import TrainOptions
 
-    options = TrainOptions(steps=steps, lr=lr, batch_size=batch_size, seed=seed)
+    options = TrainOptions(steps=steps, lr=lr, batch_size=batch_size, seed=seed, loss={"blur": blur})
     _run("synth-classifier", steps, lambda on_step: train_classifier(out, options, clips=clips, width=width,
                                                                      eval_clips=eval_clips, device=device,
                                                                      on_step=on_step))  # fmt: skip
