@@ -67,9 +67,9 @@ class DitArchitecture(StrictModel):
 
     patch_size: tuple[PositiveInt, PositiveInt, PositiveInt] = (1, 2, 2)
     num_attention_heads: PositiveInt = 4
-    attention_head_dim: PositiveInt = 32
-    ffn_dim: PositiveInt = 384
-    num_layers: PositiveInt = 4
+    attention_head_dim: PositiveInt = 48
+    ffn_dim: PositiveInt = 768
+    num_layers: PositiveInt = 6
 
     def diffusers_config(self, channels: int) -> dict[str, Any]:
         """``WanTransformer3DModel`` arguments for ``channels``-channel latents."""
@@ -130,15 +130,18 @@ def eval_generator(
     steps: Annotated[int, typer.Option(min=1, help="Sampling steps.")] = SAMPLE_STEPS,
     guidance: Annotated[float, typer.Option(min=0.0, help="Classifier-free guidance scale.")] = GUIDANCE,
     seed: Annotated[int, typer.Option(min=0, help="Test scenes' and noise seed.")] = 0,
+    classifier: Annotated[Path | None, typer.Option(help="A synth-classifier folder; default: the shipped one.",
+                                                    file_okay=False, exists=True)] = None,
     device: DeviceOpt = "auto",
 ) -> None:
-    """Attribute accuracy of samples for held-out captions, judged by the shipped classifier, beside that of the
+    """Attribute accuracy of samples for held-out captions, judged by the attribute classifier, beside that of the
     ground-truth renders of the same scenes and of their VAE reconstructions (what the latents can carry)."""
     import vist3a
-    from vist3a_synth.classifier import attribute_accuracies
+    from vist3a_synth.classifier import AttributeClassifier, attribute_accuracies
     from vist3a_synth.data import SynthClips
 
     torch.set_num_threads(1)
+    judge = classifier and AttributeClassifier.from_pretrained(classifier)
     scenes = SynthClips(prompts, FRAMES, (SIZE, SIZE), seed, "test")
     captions = [scenes.caption(i) for i in range(prompts)]
     generator = vist3a.load_generator("synth-wan", checkpoint, device=device)
@@ -150,10 +153,10 @@ def eval_generator(
             for i in range(0, prompts, EVAL_BATCH)
         ]).float().clamp(-1, 1)  # fmt: skip
         rebuilt = torch.cat([generator.decode(generator.encode(truth[i : i + EVAL_BATCH])) for i in range(0, prompts, EVAL_BATCH)])
-    scores = {name: attribute_accuracies(clips, captions) for name, clips in
+    scores = {name: attribute_accuracies(clips, captions, classifier=judge) for name, clips in
               (("samples", videos), ("VAE reconstructions", rebuilt.float().clamp(-1, 1)), ("ground-truth renders", truth))}
     for kind, heading in (("attributes", f"attribute accuracy over {prompts} held-out captions"), ("colours", "  colours"),
-                          ("shapes", "  shapes")):
+                          ("shapes", "  shapes"), ("unrequested", "unrequested attributes detected")):
         print(f"{heading}: " + ", ".join(f"{name} {score[kind]:.1%}" for name, score in scores.items()))  # fmt: skip
 
 

@@ -7,6 +7,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 from diffusers.models.autoencoders.vae import DiagonalGaussianDistribution
+from vist3a_synth.classifier import AttributeClassifier, ClassifierConfig
 from vist3a_synth.generator import DIT_NAME, VAE_NAME, WEIGHTS
 from vist3a_synth.train_dit import DitArchitecture, caption_loss
 from vist3a_synth.train_vae import (
@@ -207,12 +208,24 @@ def test_vae_crops_stay_in_the_frame_near_its_centre():
         assert min(values) == low and max(values) == high, crop
 
 
-def test_eval_generator_scores_samples_beside_the_ground_truth(entry_point_plugins, offline, capsys):
+def test_eval_generator_scores_samples_beside_the_ground_truth(entry_point_plugins, offline, capsys, tmp_path):
     entry_point_plugins("vist3a_synth")
     assert main(["synth", "eval-generator", "--prompts", "2", "--steps", "2"]) == 0
-    line, colours, shapes = capsys.readouterr().out.strip().splitlines()[-3:]
+    line, colours, shapes, unrequested = capsys.readouterr().out.strip().splitlines()[-4:]
     assert line.startswith("attribute accuracy over 2 held-out captions: samples ")
     assert "VAE reconstructions" in line and "ground-truth renders" in line
     assert colours.startswith("  colours: samples ") and shapes.startswith("  shapes: samples ")
+    assert unrequested.startswith("unrequested attributes detected: samples ")
     truth = float(line.rsplit("ground-truth renders ", 1)[1].rstrip("%"))
     assert 50 <= truth <= 100  # the classifier sees most of what the ground-truth clips hold
+    assert float(unrequested.rsplit("ground-truth renders ", 1)[1].rstrip("%")) <= 20
+
+    blind = AttributeClassifier(ClassifierConfig(width=4, colour_width=4))  # a judge that never sees anything
+    for name, parameter in blind.named_parameters():
+        parameter.data.fill_(-100.0 if name in {"colour.1.bias", "shape.1.bias"} else 0.0)
+    blind.save_pretrained(tmp_path / "blind")
+    assert main(["synth", "eval-generator", "--prompts", "2", "--steps", "2", "--classifier", str(tmp_path / "blind")]) == 0
+    assert capsys.readouterr().out.strip().splitlines()[-4].endswith("samples 0.0%, VAE reconstructions 0.0%, "
+                                                                    "ground-truth renders 0.0%")
+    assert main(["synth", "eval-generator", "--prompts", "2", "--classifier", str(tmp_path / "none")]) == 2
+    assert capsys.readouterr().err.count("\n") == 1
