@@ -141,7 +141,7 @@ def eval_generator(
     from vist3a_synth.data import SynthClips
 
     torch.set_num_threads(1)
-    judge = classifier and AttributeClassifier.from_pretrained(classifier)
+    judge = AttributeClassifier.from_pretrained(classifier) if classifier else None
     scenes = SynthClips(prompts, FRAMES, (SIZE, SIZE), seed, "test")
     captions = [scenes.caption(i) for i in range(prompts)]
     generator = vist3a.load_generator("synth-wan", checkpoint, device=device)
