@@ -92,6 +92,8 @@ def dit_command(
     scenes: ScenesOpt = 2000,
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Clips per step (one noise level per step).")] = 16,
     lr: Annotated[float, typer.Option("--lr", min=0.0, help="Peak learning rate.")] = 1e-3,
+    ema: Annotated[float, typer.Option("--ema", min=0.0, max=0.9999, help="Decay of the weights' moving average "
+                                       "that the DiT ends with (0: the last step's weights).")] = 0.0,
     test_scenes: TestOpt = 64,
     config: ConfigOpt = None,
     device: DeviceOpt = "auto",
@@ -109,7 +111,7 @@ def dit_command(
     pipe = build_pipeline(autoencoder, new_transformer(latents.shape[1], architecture)).to(device)
     generator = SynthWanGenerator(pipe, DiffusersVideoConfig(device=device))
     options = TrainOptions(steps=steps, lr=lr, batch_size=batch_size, seed=seed, warmup=100, checkpoint_every=100,
-                           model=overrides(architecture))  # fmt: skip
+                           ema=ema, model=overrides(architecture))  # fmt: skip
     run_training(generator.trainable(), caption_loss(generator, latents, captions, batch_size), options, out,
                  on_step=_printer(steps))  # fmt: skip
     save_half(generator.trainable(), out / DIT_NAME)

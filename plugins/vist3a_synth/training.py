@@ -3,8 +3,8 @@
 A training command renders its split once into ``DIR/data-<split>.safetensors`` (:func:`rendered`), then calls
 :func:`train` with a loss function of ``(step, generator)``: the generator is seeded by ``(seed, step)``, so a run
 that is stopped and rerun draws the same batches and ends with the same weights. Every ``checkpoint_every`` steps the
-trainable parameters, the optimiser and the loss history are written atomically to ``DIR/state.safetensors``, with
-``DIR/history.jsonl`` and ``DIR/curves.png`` beside them.
+trainable parameters, the optimiser, the weights' moving average (``TrainOptions.ema``) and the loss history are
+written atomically to ``DIR/state.safetensors``, with ``DIR/history.jsonl`` and ``DIR/curves.png`` beside them.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from safetensors import safe_open
 from safetensors.torch import save
 from torch import Tensor, nn
 
+from vist3a.align.ema import EMA
 from vist3a.config import StrictModel
 from vist3a.errors import InputError
 from vist3a.io.atomic import atomic_write_bytes, atomic_write_text
@@ -50,6 +51,9 @@ class TrainOptions(StrictModel):
     batch_size: int = 8
     seed: int = 0
     checkpoint_every: int = 100
+    ema: float = 0.0
+    """Decay of an exponential moving average of the trainable weights (0: none). With one, the model ends holding
+    the average, not the last step's weights."""
     loss: dict[str, float] = {}
     """The loss function's own settings (weights, views...): recorded like the others, so a resume under other
     settings is refused."""
@@ -70,7 +74,8 @@ def train(model: nn.Module, loss_fn: LossFn, options: TrainOptions, directory: P
     optimizer = torch.optim.AdamW(params.values(), lr=options.lr, weight_decay=options.weight_decay)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: _lr_factor(step, options))
     directory.mkdir(parents=True, exist_ok=True)
-    state = _resume(directory / STATE_FILE, params, optimizer, schedule, options)
+    average = EMA(params, options.ema) if options.ema else None
+    state = _resume(directory / STATE_FILE, params, optimizer, schedule, options, average)
     model.train()
     while state.step < options.steps:
         losses = loss_fn(state.step, torch.Generator().manual_seed(options.seed * 1_000_003 + state.step))
@@ -79,13 +84,17 @@ def train(model: nn.Module, loss_fn: LossFn, options: TrainOptions, directory: P
         torch.nn.utils.clip_grad_norm_(params.values(), options.grad_clip)
         optimizer.step()
         schedule.step()
+        if average is not None:
+            average.update(params)
         record = {key: float(value.detach()) for key, value in losses.items()}
         state.history.append(record)
         state.step += 1
         if state.step % options.checkpoint_every == 0 or state.step == options.steps:
-            _save(directory, state, params, optimizer, options)
+            _save(directory, state, params, optimizer, options, average)
         if on_step is not None:
             on_step(state.step, record)
+    if average is not None:
+        average.copy_to(params)
     model.eval()
     return state
 
@@ -98,23 +107,28 @@ def _lr_factor(step: int, options: TrainOptions) -> float:
 
 
 def _save(directory: Path, state: TrainState, params: dict[str, nn.Parameter], optimizer: torch.optim.Optimizer,
-          options: TrainOptions) -> None:  # fmt: skip
+          options: TrainOptions, average: EMA | None) -> None:  # fmt: skip
     meta = {"step": str(state.step), "history": json.dumps(state.history),
             "options": options.model_dump_json(exclude=NOT_RECORDED)}  # fmt: skip
-    write_state(directory / STATE_FILE, training_tensors(params, optimizer), meta)
+    tensors = training_tensors(params, optimizer)
+    if average is not None:
+        tensors |= {f"ema.{key}": value for key, value in average.state_dict().items()}
+    write_state(directory / STATE_FILE, tensors, meta)
     lines = "".join(json.dumps({"step": i + 1, **record}) + "\n" for i, record in enumerate(state.history))
     atomic_write_text(directory / HISTORY_FILE, lines)
     plot_curves(state.history, directory / CURVES_FILE)
 
 
 def _resume(path: Path, params: dict[str, nn.Parameter], optimizer: torch.optim.Optimizer,
-            schedule: torch.optim.lr_scheduler.LambdaLR, options: TrainOptions) -> TrainState:  # fmt: skip
+            schedule: torch.optim.lr_scheduler.LambdaLR, options: TrainOptions, average: EMA | None) -> TrainState:  # fmt: skip
     if not path.exists():
         return TrainState()
     tensors, meta = read_state(path, "training state")
     if _recorded(meta.get("options", "")) != options.model_dump(mode="json", exclude=NOT_RECORDED):
         raise InputError(f"{path}: saved with other settings; delete the folder to start over")
     restore_training(tensors, params, optimizer, path)
+    if average is not None:
+        average.load_state_dict({key.removeprefix("ema."): value for key, value in tensors.items() if key.startswith("ema.")})
     state = TrainState(int(meta["step"]), json.loads(meta["history"]))
     schedule.last_epoch = state.step
     for group in optimizer.param_groups:

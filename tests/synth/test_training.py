@@ -48,6 +48,29 @@ def test_a_stopped_run_resumes_to_the_same_weights(tmp_path):
             train(fresh(), regression, OPTIONS.model_copy(update=changed), tmp_path / "b")
 
 
+def test_an_ema_run_ends_with_the_average_and_resumes_to_it(tmp_path):
+    seen = []
+    average = fresh().weight.detach().clone()
+    train(MODEL, regression, OPTIONS, tmp_path / "plain", on_step=lambda step, record: seen.append(MODEL.weight.detach().clone()))
+    for s, weights in enumerate(seen):  # decay min((1 + s) / (10 + s), 0.5) at update s
+        average += (weights - average) * (1 - min((1 + s) / (10 + s), 0.5))
+    options = OPTIONS.model_copy(update={"ema": 0.5})
+    train(fresh(), regression, options, tmp_path / "ema")
+    averaged = MODEL.weight.detach().clone()
+    assert torch.allclose(averaged, average) and not torch.allclose(average, seen[-1])
+
+    def stop(step, record):
+        if step == 3:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(fresh(), regression, options, tmp_path / "stopped", on_step=stop)
+    train(fresh(), regression, options, tmp_path / "stopped")
+    assert torch.equal(MODEL.weight, averaged)
+    with pytest.raises(InputError, match="other settings"):
+        train(fresh(), regression, OPTIONS, tmp_path / "ema")
+
+
 def test_state_files_resume_by_their_recorded_settings(tmp_path):
     train(fresh(), regression, OPTIONS.model_copy(update={"steps": 2}), tmp_path)
     path = tmp_path / STATE_FILE
