@@ -20,11 +20,12 @@ from vist3a_synth.train_vae import (
     to_clips,
     vae_loss,
 )
-from vist3a_synth.training import read_architecture, rendered
+from vist3a_synth.training import STATE_FILE, read_architecture, rendered
 
 import vist3a
 from vist3a.cli import main
 from vist3a.errors import InputError
+from vist3a.io.checkpoint import read_state
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "docs" / "examples" / "synth"
 REPORTED_PSNR_8 = 23.69  # docs/synth.md: the shipped VAE's test PSNR on the first 8 test clips (dB)
@@ -138,8 +139,10 @@ def test_the_commands_train_resume_and_make_a_checkpoint(entry_point_plugins, tm
     assert len((tmp_path / "vae" / "history.jsonl").read_text().splitlines()) == 2
     assert "test_psnr_db" in json.loads((tmp_path / "vae" / "metrics.json").read_text())
     out = tmp_path / "dit"
-    assert main(["synth", "train", "dit", "--vae", str(tmp_path / "vae"), "--out", str(out), "--steps", "2", *common]) == 0
+    assert main(["synth", "train", "dit", "--vae", str(tmp_path / "vae"), "--out", str(out), "--steps", "2", "--ema", "0.5",
+                 *common]) == 0  # fmt: skip
     assert (out / VAE_NAME / "config.json").is_file() and (out / DIT_NAME / "config.json").is_file()
+    assert read_state(out / STATE_FILE, "state")[0]["ema.step"] == 2
     assert (out / "samples.png").read_bytes().startswith(b"\x89PNG")
     generator = vist3a.load_generator("synth-wan", str(out))
     assert generator.sample(["a red cube"], steps=1).shape == (1, 16, 3, 8, 8)
@@ -170,8 +173,10 @@ def test_bad_input_is_one_line_and_exit_2(entry_point_plugins, tmp_path, capsys)
     entry_point_plugins("vist3a_synth")
     assert main(["synth", "train", "vae", "--out", str(tmp_path), "--crop", "20"]) == 2
     assert main(["synth", "train", "dit", "--vae", str(tmp_path / "missing"), "--out", str(tmp_path / "dit")]) == 2
+    assert main(["synth", "train", "dit", "--vae", str(tmp_path), "--out", str(tmp_path / "dit"), "--ema", "1"]) == 2
     lines = capsys.readouterr().err.strip().splitlines()
-    assert len(lines) == 2 and "--crop" in lines[0] and "synth-wan-vae" in lines[1]
+    assert len(lines) == 3 and "--crop" in lines[0] and "synth-wan-vae" in lines[1] and "--ema" in lines[2]
+    assert not (tmp_path / "dit").exists()
 
 
 def test_the_shipped_generator_loads_offline_and_samples(entry_point_plugins, offline):
