@@ -13,7 +13,7 @@ import shutil
 import time
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import torch
 import typer
@@ -128,15 +128,17 @@ def dit_command(
 @app.command("eval-generator")
 def eval_generator(
     checkpoint: Annotated[str | None, typer.Option(help="A synth-wan folder (train dit --out); default: the shipped weights.")] = None,
-    prompts: Annotated[int, typer.Option(min=1, max=10_000, help="Test-split captions to sample.")] = 64,
+    prompts: Annotated[int, typer.Option(min=1, max=10_000, help="Captions to sample.")] = 64,
     steps: Annotated[int, typer.Option(min=1, help="Sampling steps.")] = SAMPLE_STEPS,
     guidance: Annotated[float, typer.Option(min=0.0, help="Classifier-free guidance scale.")] = GUIDANCE,
-    seed: Annotated[int, typer.Option(min=0, help="Test scenes' and noise seed.")] = 0,
+    seed: Annotated[int, typer.Option(min=0, help="Scenes' and noise seed.")] = 0,
+    split: Annotated[Literal["test", "val"], typer.Option(help="Captions of the test split (unseen combinations) or "
+                                                          "of val (seen ones: for choosing settings).")] = "test",
     classifier: Annotated[Path | None, typer.Option(help="A synth-classifier folder; default: the shipped one.",
                                                     file_okay=False, exists=True)] = None,
     device: DeviceOpt = "auto",
 ) -> None:
-    """Attribute accuracy of samples for held-out captions, judged by the attribute classifier, beside that of the
+    """Attribute accuracy of samples for held-out (test or val) captions, judged by the attribute classifier, beside that of the
     ground-truth renders of the same scenes and of their VAE reconstructions (what the latents can carry)."""
     import vist3a
     from vist3a_synth.classifier import AttributeClassifier, attribute_accuracies
@@ -144,7 +146,7 @@ def eval_generator(
 
     torch.set_num_threads(1)
     judge = AttributeClassifier.from_pretrained(classifier) if classifier else None
-    scenes = SynthClips(prompts, FRAMES, (SIZE, SIZE), seed, "test")
+    scenes = SynthClips(prompts, FRAMES, (SIZE, SIZE), seed, split)
     captions = [scenes.caption(i) for i in range(prompts)]
     generator = vist3a.load_generator("synth-wan", checkpoint, device=device)
     noise = torch.Generator().manual_seed(seed)
@@ -157,7 +159,8 @@ def eval_generator(
         rebuilt = torch.cat([generator.decode(generator.encode(truth[i : i + EVAL_BATCH])) for i in range(0, prompts, EVAL_BATCH)])
     scores = {name: attribute_accuracies(clips, captions, classifier=judge) for name, clips in
               (("samples", videos), ("VAE reconstructions", rebuilt.float().clamp(-1, 1)), ("ground-truth renders", truth))}
-    for kind, heading in (("attributes", f"attribute accuracy over {prompts} held-out captions"), ("colours", "  colours"),
+    label = "held-out" if split == "test" else split
+    for kind, heading in (("attributes", f"attribute accuracy over {prompts} {label} captions"), ("colours", "  colours"),
                           ("shapes", "  shapes"), ("unrequested", "unrequested attributes detected")):
         print(f"{heading}: " + ", ".join(f"{name} {score[kind]:.1%}" for name, score in scores.items()))  # fmt: skip
 

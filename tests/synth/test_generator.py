@@ -234,3 +234,17 @@ def test_eval_generator_scores_samples_beside_the_ground_truth(entry_point_plugi
                                                                     "ground-truth renders 0.0%")
     assert main(["synth", "eval-generator", "--prompts", "2", "--classifier", str(tmp_path / "none")]) == 2
     assert capsys.readouterr().err.count("\n") == 1
+    assert main(["synth", "eval-generator", "--prompts", "2", "--split", "train"]) == 2
+    assert capsys.readouterr().err.count("\n") == 1
+
+
+def test_eval_generator_scores_val_captions_for_choosing_settings(entry_point_plugins, offline, capsys, monkeypatch):
+    import vist3a_synth.data
+
+    splits = []
+    clips = vist3a_synth.data.SynthClips
+    monkeypatch.setattr(vist3a_synth.data, "SynthClips", lambda *args: splits.append(args[-1]) or clips(*args))
+    entry_point_plugins("vist3a_synth")
+    assert main(["synth", "eval-generator", "--prompts", "2", "--steps", "1", "--split", "val"]) == 0
+    assert capsys.readouterr().out.strip().splitlines()[-4].startswith("attribute accuracy over 2 val captions: ")
+    assert splits == ["val"]
