@@ -112,7 +112,7 @@ def _save(directory: Path, state: TrainState, params: dict[str, nn.Parameter], o
             "options": options.model_dump_json(exclude=NOT_RECORDED)}  # fmt: skip
     tensors = training_tensors(params, optimizer)
     if average is not None:
-        tensors |= {f"ema.{key}": value for key, value in average.state_dict().items()}
+        tensors |= average.checkpoint_tensors()
     write_state(directory / STATE_FILE, tensors, meta)
     lines = "".join(json.dumps({"step": i + 1, **record}) + "\n" for i, record in enumerate(state.history))
     atomic_write_text(directory / HISTORY_FILE, lines)
@@ -128,7 +128,7 @@ def _resume(path: Path, params: dict[str, nn.Parameter], optimizer: torch.optim.
         raise InputError(f"{path}: saved with other settings; delete the folder to start over")
     restore_training(tensors, params, optimizer, path)
     if average is not None:
-        average.load_state_dict({key.removeprefix("ema."): value for key, value in tensors.items() if key.startswith("ema.")})
+        average.load_checkpoint_tensors(tensors)
     state = TrainState(int(meta["step"]), json.loads(meta["history"]))
     schedule.last_epoch = state.step
     for group in optimizer.param_groups:

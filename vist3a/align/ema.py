@@ -42,6 +42,14 @@ class EMA:
         """The averages (sharded like the parameters under FSDP) and the step."""
         return {**{f"shadow.{k}": v for k, v in self.shadow.items()}, "step": torch.tensor(self.step)}
 
+    def checkpoint_tensors(self) -> dict[str, Tensor]:
+        """:meth:`state_dict` under the ``ema.`` prefix, to sit beside the training tensors in one state file."""
+        return {f"ema.{key}": value for key, value in self.state_dict().items()}
+
+    def load_checkpoint_tensors(self, tensors: Mapping[str, Tensor]) -> None:
+        """Undo :meth:`checkpoint_tensors` on a state file's tensors (other keys are ignored)."""
+        self.load_state_dict({key.removeprefix("ema."): value for key, value in tensors.items() if key.startswith("ema.")})
+
     def load_state_dict(self, state: Mapping[str, Tensor]) -> None:
         shadow = {k.removeprefix("shadow."): v for k, v in state.items() if k.startswith("shadow.")}
         if shadow.keys() != self.shadow.keys():

@@ -212,7 +212,7 @@ def _data_loss(pipeline: Vist3aPipeline, data: Dataset, batch: int, seed: torch.
 def _save(directory: Path, state: AlignState, params: dict[str, torch.nn.Parameter], optimizer: torch.optim.Optimizer,
           ema: EMA, config: AlignConfig, denoiser: torch.nn.Module) -> None:  # fmt: skip
     """Gather the (possibly sharded) training state in every process; the main process writes it."""
-    tensors = training_tensors(params, optimizer) | {f"ema.{k}": v for k, v in ema.state_dict().items()}
+    tensors = training_tensors(params, optimizer) | ema.checkpoint_tensors()
     tensors, lora, averaged = distributed.full_tensors(tensors), lora_state(denoiser), lora_state(denoiser, ema)
     if distributed.is_main():
         meta = {"step": str(state.step), "skipped": str(state.skipped), "history": json.dumps(state.history),
@@ -231,5 +231,5 @@ def _load(path: Path, params: dict[str, torch.nn.Parameter], optimizer: torch.op
     if meta.get("config") != config.model_dump_json(exclude=RESUMABLE_CHANGES):
         raise InputError(f"{path}: saved with other settings; delete it to start over")
     restore_training(tensors, params, optimizer, path)
-    ema.load_state_dict({k.removeprefix("ema."): v for k, v in tensors.items() if k.startswith("ema.")})
+    ema.load_checkpoint_tensors(tensors)
     return AlignState(int(meta["step"]), int(meta["skipped"]), json.loads(meta["history"]))
