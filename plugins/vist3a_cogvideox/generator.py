@@ -79,15 +79,15 @@ class CogVideoXGenerator(DiffusersVideoGenerator):
         return self.latent.to_raw(latents[:, :, loop.state["padding"] :])
 
     def _training_sample(self, scheduler: Any, clean: Tensor, noise: Tensor, level: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """DDPM noising at an integer timestep; the target is the velocity (v-prediction) or the noise."""
+        """DDPM noising at an integer timestep per clip; the target is the velocity (v-prediction) or the noise."""
         if padding := self._padding(clean.shape[2]):
             raise InputError(f"{self.name}: training needs a latent frame count divisible by patch_size_t "
                              f"({clean.shape[2]} latent frames would be padded by {padding})")  # fmt: skip
         steps = scheduler.config.num_train_timesteps
-        t = (level * steps).long().clamp(max=steps - 1).reshape(1)
+        t = (level * steps).long().clamp(max=steps - 1)
         noisy = scheduler.add_noise(clean, noise, t)
         v = scheduler.config.prediction_type == "v_prediction"
-        return noisy, t[0], scheduler.get_velocity(clean, noise, t) if v else noise
+        return noisy, t, scheduler.get_velocity(clean, noise, t) if v else noise
 
     def _prepare_loop(self, loop: PipelineDenoisingLoop, batch: int, num_frames: int, height: int, width: int, steps: int) -> None:
         pipe, device, generator = self.pipe, self.device, loop.state["generator"]
@@ -112,7 +112,8 @@ class CogVideoXGenerator(DiffusersVideoGenerator):
         x = torch.cat([x, x]) if guided else x
         x = loop.scheduler.scale_model_input(x, t)
         embeds = torch.cat([loop.uncond["prompt_embeds"], loop.cond["prompt_embeds"]]) if guided else loop.cond["prompt_embeds"]
-        out = self.pipe.transformer(hidden_states=x, encoder_hidden_states=embeds, timestep=t.expand(x.shape[0]),
+        timestep = t.expand(latents.shape[0]).repeat(2 if guided else 1)
+        out = self.pipe.transformer(hidden_states=x, encoder_hidden_states=embeds, timestep=timestep,
                                     image_rotary_emb=loop.state["rotary"], return_dict=False)[0].float()  # fmt: skip
         if guided:
             uncond, cond = out.chunk(2)

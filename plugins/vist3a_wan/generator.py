@@ -73,19 +73,33 @@ class WanGenerator(DiffusersVideoGenerator):
         loop.state["boundary"] = None if ratio is None else ratio * loop.scheduler.config.num_train_timesteps
 
     def _predict(self, loop: PipelineDenoisingLoop, latents: Tensor, t: Tensor, index: int) -> Tensor:
+        """Each clip goes to the expert of its timestep: Wan 2.2 A14B's ``transformer`` at or above the boundary,
+        ``transformer_2`` below (training draws a timestep per clip, so a batch may need both)."""
+        timesteps = t.expand(latents.shape[0])
         boundary = loop.state["boundary"]
-        model = self.pipe.transformer if boundary is None or t >= boundary else self.pipe.transformer_2
+        high = torch.ones_like(timesteps, dtype=torch.bool) if boundary is None else timesteps >= boundary
+        if high.all() or not high.any():
+            expert = self.pipe.transformer if high.all() else self.pipe.transformer_2
+            return self._guided(expert, loop, latents, timesteps)
+        parts, order = [], []
+        for expert, clips in ((self.pipe.transformer, high), (self.pipe.transformer_2, ~high)):
+            parts.append(self._guided(expert, loop, latents[clips], timesteps[clips], clips))
+            order.append(clips.nonzero().flatten())
+        return torch.cat(parts)[torch.cat(order).argsort()]
+
+    def _guided(self, model: Any, loop: PipelineDenoisingLoop, latents: Tensor, timesteps: Tensor,
+                clips: Tensor | None = None) -> Tensor:  # fmt: skip
+        """``model``'s guided output for ``latents`` at ``timesteps [B]``; ``clips`` selects their prompts."""
         dtype = model.dtype
         x = latents.to(dtype)
+        timestep = timesteps
         if self.pipe.config.expand_timesteps:
-            timestep = (torch.ones(latents.shape[2:], dtype=torch.float32, device=latents.device)[:, ::2, ::2] * t).flatten()
-            timestep = timestep.unsqueeze(0).expand(latents.shape[0], -1)
-        else:
-            timestep = t.expand(latents.shape[0])
+            tokens = torch.ones(latents.shape[2:], dtype=torch.float32, device=latents.device)[:, ::2, ::2].flatten()
+            timestep = timesteps[:, None] * tokens
 
         def run(embeds: Embeds) -> Tensor:
-            return model(hidden_states=x, timestep=timestep, encoder_hidden_states=embeds["prompt_embeds"].to(dtype),
-                         return_dict=False)[0]  # fmt: skip
+            prompt = embeds["prompt_embeds"] if clips is None else embeds["prompt_embeds"][clips]
+            return model(hidden_states=x, timestep=timestep, encoder_hidden_states=prompt.to(dtype), return_dict=False)[0]
 
         cond = run(loop.cond)
         if loop.uncond is None:

@@ -185,17 +185,19 @@ def check_missing_files(name: str, folder: Path, entry_point_plugins) -> None:
 
 
 def flow_matching_sample(scheduler, clean: Tensor, noise: Tensor, level: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    """Rectified flow with the scheduler's shift: x = (1-s) x0 + s noise, velocity noise - x0 (Esser et al. 2024)."""
+    """Rectified flow with the scheduler's shift, clip by clip: x = (1-s) x0 + s noise, velocity noise - x0
+    (Esser et al. 2024)."""
     shift = scheduler.config.get("flow_shift") or scheduler.config.get("shift")
     sigma = shift * level / (1 + (shift - 1) * level)
-    return (1 - sigma) * clean + sigma * noise, sigma * 1000, noise - clean
+    s = sigma.view(-1, 1, 1, 1, 1)
+    return (1 - s) * clean + s * noise, sigma * 1000, noise - clean
 
 
 def check_training_loss(gen, expected_sample: Callable[..., tuple[Tensor, Tensor, Tensor]], frames: int = 9) -> None:
-    """``training_loss`` noises clean latents by the family's rule and scores the denoiser against its target;
-    its gradient reaches the denoiser, and a few optimiser steps on one clip lower it."""
+    """``training_loss`` noises each clip at its own level by the family's rule and scores the denoiser against its
+    target; its gradient reaches the denoiser, and a few optimiser steps on one clip lower it."""
     with torch.no_grad():
-        latents = gen.encode(video(frames, batch=1))
+        latents = gen.encode(video(frames, batch=2))
     seen = {}
 
     def fake_predict(loop, noisy, t, index):
@@ -204,16 +206,19 @@ def check_training_loss(gen, expected_sample: Callable[..., tuple[Tensor, Tensor
 
     original, gen._predict = gen._predict, fake_predict
     try:
-        loss = gen.training_loss(latents, ["a red cat"], generator=seeded(5))
+        loss = gen.training_loss(latents, ["a red cat", "a blue dog"], generator=seeded(5))
     finally:
         gen._predict = original
     g = seeded(5)
     clean = gen.latent.to_model(latents)
     noise = torch.randn(clean.shape, generator=g)
-    noisy, t, target = expected_sample(gen.pipe.scheduler, clean, noise, torch.rand((), generator=g))
+    level = torch.rand(2, generator=g)
+    noisy, t, target = expected_sample(gen.pipe.scheduler, clean, noise, level)
+    assert level[0] != level[1]
     torch.testing.assert_close(seen["noisy"], noisy)
     torch.testing.assert_close(seen["t"].float(), torch.as_tensor(t).float())
     torch.testing.assert_close(loss, target.square().mean())
+    latents = latents[:1]
 
     denoiser = gen.trainable()
     optimiser = torch.optim.Adam(denoiser.parameters(), lr=1e-3)

@@ -111,9 +111,9 @@ def test_saved_folder_loads_offline_and_missing_files(gen, tmp_path, entry_point
 
 
 def ddpm_velocity_sample(scheduler, clean, noise, level):
-    """DDPM noising at t = floor(level * 1000): x = sqrt(a) x0 + sqrt(1-a) noise; v = sqrt(a) noise - sqrt(1-a) x0."""
-    t = int(level * 1000)
-    a = scheduler.alphas_cumprod[t]
+    """DDPM noising at t = floor(level * 1000) per clip: x = sqrt(a) x0 + sqrt(1-a) noise; v = sqrt(a) noise - sqrt(1-a) x0."""
+    t = (level * 1000).long()
+    a = scheduler.alphas_cumprod[t].to(clean.dtype).view(-1, 1, 1, 1, 1)
     return a.sqrt() * clean + (1 - a).sqrt() * noise, t, a.sqrt() * noise - (1 - a).sqrt() * clean
 
 

@@ -132,6 +132,26 @@ def test_training_loss_is_flow_matching() -> None:
     checks.check_training_loss(make(), checks.flow_matching_sample)
 
 
+def test_each_clip_goes_to_the_expert_of_its_timestep() -> None:
+    """Wan 2.2 A14B: in one batch, clips at or above the boundary go to ``transformer``, the others to ``transformer_2``."""
+    from diffusers import WanPipeline, WanTransformer3DModel
+
+    base = tiny_pipeline()
+    torch.manual_seed(1)
+    second = WanTransformer3DModel(**base.transformer.config).eval()
+    parts = {k: getattr(base, k) for k in ("tokenizer", "text_encoder", "vae", "transformer", "scheduler")}
+    gen = WanGenerator(WanPipeline(**parts, transformer_2=second, boundary_ratio=0.5), DiffusersVideoConfig(**OPTIONS))
+    loop = gen.denoising(["a red cat", "a blue dog", "a cat"], num_frames=5, height=32, width=32, steps=1, guidance=1.0)
+    latents, t = torch.randn(3, 16, 2, 4, 4, generator=checks.seeded(0)), torch.tensor([900.0, 100.0, 700.0])
+    with torch.no_grad():
+        routed = gen._predict(loop, latents, t, 0)
+        for i, (expert, other) in enumerate([(base.transformer, second), (second, base.transformer), (base.transformer, second)]):
+            inputs = {"hidden_states": latents[i : i + 1], "timestep": t[i : i + 1],
+                      "encoder_hidden_states": loop.cond["prompt_embeds"][i : i + 1], "return_dict": False}  # fmt: skip
+            torch.testing.assert_close(routed[i : i + 1], expert(**inputs)[0])
+            assert not torch.allclose(routed[i : i + 1], other(**inputs)[0])
+
+
 def test_half_precision_keeps_the_fp32_modules(entry_point_plugins) -> None:
     """A pipeline built in float32 and placed in bfloat16 keeps Wan's ``_keep_in_fp32_modules`` in float32, as
     ``from_pretrained(torch_dtype=...)`` would."""

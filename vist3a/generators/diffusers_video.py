@@ -296,9 +296,9 @@ class DiffusersVideoGenerator:
     def training_loss(self, latents: Tensor, prompts: Sequence[str], *, generator: torch.Generator | None = None) -> Tensor:
         """The family's denoising loss on clean RAW latents ``[B,C,T',h,w]`` captioned by ``prompts``.
 
-        One noise level for the batch and the noise come from ``generator``; the denoiser predicts the family's
-        training target (the flow-matching velocity ``noise - x0`` by default) without guidance, and the loss is the
-        mean squared error, differentiable in the denoiser's parameters.
+        A noise level per clip and the noise come from ``generator``; the denoiser predicts the family's training
+        target (the flow-matching velocity ``noise - x0`` by default) without guidance, and the loss is the mean
+        squared error, differentiable in the denoiser's parameters.
         """
         prompts = list(prompts)
         if latents.ndim != 5 or latents.shape[1] != self.latent.channels or len(prompts) != latents.shape[0]:
@@ -309,18 +309,20 @@ class DiffusersVideoGenerator:
         loop = self.denoising(prompts, num_frames=frames, height=h * factor, width=w * factor, steps=1, guidance=1.0)
         clean = self.latent.to_model(latents.float())
         noise = torch.randn(clean.shape, generator=generator).to(clean.device)
-        level = torch.rand((), generator=generator)
+        level = torch.rand(len(prompts), generator=generator)
         noisy, t, target = self._training_sample(loop.scheduler, clean, noise, level.to(clean.device))
         prediction = self._predict(loop, noisy, t, 0)
         return torch.nn.functional.mse_loss(prediction.float(), target.float())
 
     def _training_sample(self, scheduler: Any, clean: Tensor, noise: Tensor, level: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """family: ``(noisy latents, timestep, target)`` at noise ``level`` in [0,1); by default flow matching with
-        the scheduler's timestep shift: ``sigma = s*u / (1 + (s-1)*u)``, ``x = (1-sigma) x0 + sigma noise``."""
+        """family: ``(noisy latents, timesteps [B], target)`` at noise levels ``level [B]`` in [0,1), one per clip;
+        by default flow matching with the scheduler's timestep shift: ``sigma = s*u / (1 + (s-1)*u)``,
+        ``x = (1-sigma) x0 + sigma noise``."""
         config = scheduler.config
         shift = float(config.get("flow_shift") or config.get("shift") or 1.0)
         sigma = shift * level / (1 + (shift - 1) * level)
-        noisy = (1 - sigma) * clean + sigma * noise
+        per_clip = sigma.reshape(-1, *[1] * (clean.ndim - 1))
+        noisy = (1 - per_clip) * clean + per_clip * noise
         return noisy, sigma * config.num_train_timesteps, noise - clean
 
     def trainable(self) -> nn.Module:
