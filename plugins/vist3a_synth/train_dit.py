@@ -87,9 +87,9 @@ def dit_command(
     ],
     out: OutOpt,
     cache: CacheOpt = None,
-    steps: StepsOpt = 12000,
+    steps: StepsOpt = 18000,
     seed: SeedOpt = 0,
-    scenes: ScenesOpt = 2000,
+    scenes: ScenesOpt = 8000,
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Clips per step (a noise level per clip).")] = 16,
     lr: Annotated[float, typer.Option("--lr", min=0.0, help="Peak learning rate.")] = 1e-3,
     ema: Annotated[float, typer.Option("--ema", min=0.0, max=0.9999, help="Decay of the weights' moving average "
