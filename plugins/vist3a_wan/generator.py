@@ -77,7 +77,9 @@ class WanGenerator(DiffusersVideoGenerator):
         ``transformer_2`` below (training draws a timestep per clip, so a batch may need both)."""
         timesteps = t.expand(latents.shape[0])
         boundary = loop.state["boundary"]
-        high = torch.ones_like(timesteps, dtype=torch.bool) if boundary is None else timesteps >= boundary
+        if boundary is None:
+            return self._guided(self.pipe.transformer, loop, latents, timesteps)
+        high = timesteps >= boundary
         if high.all() or not high.any():
             expert = self.pipe.transformer if high.all() else self.pipe.transformer_2
             return self._guided(expert, loop, latents, timesteps)
