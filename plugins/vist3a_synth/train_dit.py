@@ -24,6 +24,7 @@ from torch import Tensor
 from vist3a.commands.options import DeviceOpt
 from vist3a.config import StrictModel
 from vist3a.errors import InputError
+from vist3a.generators.diffusers_video import NoiseLevels
 from vist3a.generators.options import DiffusersVideoConfig
 from vist3a.io.atomic import atomic_write_bytes, atomic_write_text
 from vist3a_synth.cli import app, train
@@ -94,6 +95,8 @@ def dit_command(
     lr: Annotated[float, typer.Option("--lr", min=0.0, help="Peak learning rate.")] = 1e-3,
     ema: Annotated[float, typer.Option("--ema", min=0.0, max=0.9999, help="Decay of the weights' moving average "
                                        "that the DiT ends with (0: the last step's weights).")] = 0.0,
+    levels: Annotated[NoiseLevels, typer.Option("--levels", help="Density of the training noise levels: uniform, "
+                                                "or logit_normal (SD3's; the middle levels most often).")] = "uniform",
     test_scenes: TestOpt = 64,
     config: ConfigOpt = None,
     device: DeviceOpt = "auto",
@@ -111,8 +114,8 @@ def dit_command(
     pipe = build_pipeline(autoencoder, new_transformer(latents.shape[1], architecture)).to(device)
     generator = SynthWanGenerator(pipe, DiffusersVideoConfig(device=device))
     options = TrainOptions(steps=steps, lr=lr, batch_size=batch_size, seed=seed, warmup=100, checkpoint_every=100,
-                           ema=ema, model=overrides(architecture))  # fmt: skip
-    run_training(generator.trainable(), caption_loss(generator, latents, captions, batch_size), options, out,
+                           ema=ema, loss={} if levels == "uniform" else {"levels": levels}, model=overrides(architecture))  # fmt: skip
+    run_training(generator.trainable(), caption_loss(generator, latents, captions, batch_size, levels), options, out,
                  on_step=_printer(steps))  # fmt: skip
     save_half(generator.trainable(), out / DIT_NAME)
     if (vae / VAE_NAME).resolve() != (out / VAE_NAME).resolve():
@@ -180,15 +183,16 @@ def _check_patches(architecture: DitArchitecture, latent_shape: tuple[int, ...])
                          f"{list(latent_shape)} (time, height, width)")  # fmt: skip
 
 
-def caption_loss(generator: SynthWanGenerator, latents: Tensor, captions: list[str], batch_size: int) -> Any:
-    """The loss function of :func:`vist3a_synth.training.train`: ``generator.training_loss`` on a random batch,
-    each caption replaced by "" with probability ``CAPTION_DROPOUT``."""
+def caption_loss(generator: SynthWanGenerator, latents: Tensor, captions: list[str], batch_size: int,
+                 levels: NoiseLevels = "uniform") -> Any:  # fmt: skip
+    """The loss function of :func:`vist3a_synth.training.train`: ``generator.training_loss`` on a random batch, its
+    noise levels of density ``levels``, each caption replaced by "" with probability ``CAPTION_DROPOUT``."""
 
     def loss_fn(step: int, g: torch.Generator) -> dict[str, Tensor]:
         index = torch.randint(len(latents), (batch_size,), generator=g)
         dropped = (torch.rand(batch_size, generator=g) < CAPTION_DROPOUT).tolist()
         prompts = ["" if drop else captions[i] for i, drop in zip(index.tolist(), dropped)]
-        return {"loss": generator.training_loss(latents[index].to(generator.device), prompts, generator=g)}
+        return {"loss": generator.training_loss(latents[index].to(generator.device), prompts, generator=g, levels=levels)}
 
     return loss_fn
 

@@ -54,7 +54,7 @@ class TrainOptions(StrictModel):
     ema: float = 0.0
     """Decay of an exponential moving average of the trainable weights (0: none). With one, the model ends holding
     the average, not the last step's weights."""
-    loss: dict[str, float] = {}
+    loss: dict[str, float | str] = {}
     """The loss function's own settings (weights, views...): recorded like the others, so a resume under other
     settings is refused."""
     model: dict[str, Any] = {}

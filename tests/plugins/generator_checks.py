@@ -194,8 +194,9 @@ def flow_matching_sample(scheduler, clean: Tensor, noise: Tensor, level: Tensor)
 
 
 def check_training_loss(gen, expected_sample: Callable[..., tuple[Tensor, Tensor, Tensor]], frames: int = 9) -> None:
-    """``training_loss`` noises each clip at its own level by the family's rule and scores the denoiser against its
-    target; its gradient reaches the denoiser, and a few optimiser steps on one clip lower it."""
+    """``training_loss`` noises each clip at its own level (uniform, then logit-normal) by the family's rule and
+    scores the denoiser against its target; its gradient reaches the denoiser, and a few optimiser steps on one clip
+    lower it."""
     with torch.no_grad():
         latents = gen.encode(video(frames, batch=2))
     seen = {}
@@ -204,20 +205,25 @@ def check_training_loss(gen, expected_sample: Callable[..., tuple[Tensor, Tensor
         seen.update(noisy=noisy, t=t)
         return torch.zeros_like(noisy)
 
-    original, gen._predict = gen._predict, fake_predict
-    try:
-        loss = gen.training_loss(latents, ["a red cat", "a blue dog"], generator=seeded(5))
-    finally:
-        gen._predict = original
-    g = seeded(5)
-    clean = gen.latent.to_model(latents)
-    noise = torch.randn(clean.shape, generator=g)
-    level = torch.rand(2, generator=g)
-    noisy, t, target = expected_sample(gen.pipe.scheduler, clean, noise, level)
-    assert level[0] != level[1]
-    torch.testing.assert_close(seen["noisy"], noisy)
-    torch.testing.assert_close(seen["t"].float(), torch.as_tensor(t).float())
-    torch.testing.assert_close(loss, target.square().mean())
+    draws = {"uniform": lambda g: torch.rand(2, generator=g),
+             "logit_normal": lambda g: torch.sigmoid(torch.randn(2, generator=g))}  # fmt: skip
+    for levels, draw in draws.items():
+        original, gen._predict = gen._predict, fake_predict
+        try:
+            loss = gen.training_loss(latents, ["a red cat", "a blue dog"], generator=seeded(5), levels=levels)
+        finally:
+            gen._predict = original
+        g = seeded(5)
+        clean = gen.latent.to_model(latents)
+        noise = torch.randn(clean.shape, generator=g)
+        level = draw(g)
+        noisy, t, target = expected_sample(gen.pipe.scheduler, clean, noise, level)
+        assert level[0] != level[1]
+        torch.testing.assert_close(seen["noisy"], noisy)
+        torch.testing.assert_close(seen["t"].float(), torch.as_tensor(t).float())
+        torch.testing.assert_close(loss, target.square().mean())
+    with pytest.raises(Vist3aError, match="density 'beta'"):
+        gen.training_loss(latents, ["a red cat", "a blue dog"], levels="beta")
     latents = latents[:1]
 
     denoiser = gen.trainable()

@@ -120,14 +120,20 @@ def test_latent_stats_give_unit_variance_model_latents(test_clips):
 
 
 def test_caption_dropout_and_batches():
-    prompts = []
-    fake = SimpleNamespace(training_loss=lambda latents, batch, generator: prompts.extend(batch) or latents.mean(),
-                           device=torch.device("cpu"))  # fmt: skip
+    prompts, densities = [], set()
+
+    def training_loss(latents, batch, generator, levels):
+        prompts.extend(batch)
+        densities.add(levels)
+        return latents.mean()
+
+    fake = SimpleNamespace(training_loss=training_loss, device=torch.device("cpu"))
     captions = [f"caption {i}" for i in range(10)]
-    loss_fn = caption_loss(fake, torch.arange(10.0)[:, None], captions, 50)
+    loss_fn = caption_loss(fake, torch.arange(10.0)[:, None], captions, 50, levels="logit_normal")
     assert float(loss_fn(0, torch.Generator().manual_seed(0))["loss"]) >= 0
     loss_fn(1, torch.Generator().manual_seed(1))
     assert set(prompts) <= {"", *captions} and 0.03 < prompts.count("") / len(prompts) < 0.2
+    assert densities == {"logit_normal"}
 
 
 def test_the_commands_train_resume_and_make_a_checkpoint(entry_point_plugins, tmp_path, offline):
@@ -140,9 +146,10 @@ def test_the_commands_train_resume_and_make_a_checkpoint(entry_point_plugins, tm
     assert "test_psnr_db" in json.loads((tmp_path / "vae" / "metrics.json").read_text())
     out = tmp_path / "dit"
     assert main(["synth", "train", "dit", "--vae", str(tmp_path / "vae"), "--out", str(out), "--steps", "2", "--ema", "0.5",
-                 *common]) == 0  # fmt: skip
+                 "--levels", "logit_normal", *common]) == 0  # fmt: skip
     assert (out / VAE_NAME / "config.json").is_file() and (out / DIT_NAME / "config.json").is_file()
-    assert read_state(out / STATE_FILE, "state")[0]["ema.step"] == 2
+    tensors, meta = read_state(out / STATE_FILE, "state")
+    assert tensors["ema.step"] == 2 and json.loads(meta["options"])["loss"] == {"levels": "logit_normal"}
     assert (out / "samples.png").read_bytes().startswith(b"\x89PNG")
     generator = vist3a.load_generator("synth-wan", str(out))
     assert generator.sample(["a red cube"], steps=1).shape == (1, 16, 3, 8, 8)
@@ -174,8 +181,10 @@ def test_bad_input_is_one_line_and_exit_2(entry_point_plugins, tmp_path, capsys)
     assert main(["synth", "train", "vae", "--out", str(tmp_path), "--crop", "20"]) == 2
     assert main(["synth", "train", "dit", "--vae", str(tmp_path / "missing"), "--out", str(tmp_path / "dit")]) == 2
     assert main(["synth", "train", "dit", "--vae", str(tmp_path), "--out", str(tmp_path / "dit"), "--ema", "1"]) == 2
+    assert main(["synth", "train", "dit", "--vae", str(tmp_path), "--out", str(tmp_path / "dit"), "--levels", "beta"]) == 2
     lines = capsys.readouterr().err.strip().splitlines()
-    assert len(lines) == 3 and "--crop" in lines[0] and "synth-wan-vae" in lines[1] and "--ema" in lines[2]
+    assert len(lines) == 4 and "--crop" in lines[0] and "synth-wan-vae" in lines[1] and "--ema" in lines[2]
+    assert "--levels" in lines[3]
     assert not (tmp_path / "dit").exists()
 
 

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Iterator
+from typing import TYPE_CHECKING, Any, ClassVar, Iterator, Literal, get_args
 
 import torch
 from torch import Tensor, nn
@@ -76,6 +76,18 @@ class PipelineDenoisingLoop:
         """Final model-space latents -> RAW latents ``[B,C,T',h,w]`` (drops any padding frames)."""
         return self.generator._loop_to_raw(latents, self)
 
+
+NoiseLevels = Literal["uniform", "logit_normal"]
+
+
+def noise_levels(count: int, density: NoiseLevels = "uniform", generator: torch.Generator | None = None) -> Tensor:
+    """``count`` training noise levels in (0, 1), before a family's timestep shift: ``uniform``, or ``logit_normal``
+    (the sigmoid of a standard normal, SD3's density), which draws the middle levels most often."""
+    if density == "logit_normal":
+        return torch.sigmoid(torch.randn(count, generator=generator))
+    if density == "uniform":
+        return torch.rand(count, generator=generator)
+    raise ConfigError(f"unknown noise-level density {density!r}; expected one of {list(get_args(NoiseLevels))}")
 
 class DiffusersVideoGenerator:
     """Base class of the diffusers generators; a family overrides the methods marked "family"."""
@@ -293,12 +305,14 @@ class DiffusersVideoGenerator:
         self._prepare_loop(loop, len(prompts), num_frames, height, width, steps)
         return loop
 
-    def training_loss(self, latents: Tensor, prompts: Sequence[str], *, generator: torch.Generator | None = None) -> Tensor:
+    def training_loss(self, latents: Tensor, prompts: Sequence[str], *, generator: torch.Generator | None = None,
+                      levels: NoiseLevels = "uniform") -> Tensor:  # fmt: skip
         """The family's denoising loss on clean RAW latents ``[B,C,T',h,w]`` captioned by ``prompts``.
 
-        A noise level per clip and the noise come from ``generator``; the denoiser predicts the family's training
-        target (the flow-matching velocity ``noise - x0`` by default) without guidance, and the loss is the mean
-        squared error, differentiable in the denoiser's parameters.
+        A noise level per clip (drawn by :func:`noise_levels` with density ``levels``) and the noise come from
+        ``generator``; the denoiser predicts the family's training target (the flow-matching velocity ``noise - x0``
+        by default) without guidance, and the loss is the mean squared error, differentiable in the denoiser's
+        parameters.
         """
         prompts = list(prompts)
         if latents.ndim != 5 or latents.shape[1] != self.latent.channels or len(prompts) != latents.shape[0]:
@@ -309,7 +323,7 @@ class DiffusersVideoGenerator:
         loop = self.denoising(prompts, num_frames=frames, height=h * factor, width=w * factor, steps=1, guidance=1.0)
         clean = self.latent.to_model(latents.float())
         noise = torch.randn(clean.shape, generator=generator).to(clean.device)
-        level = torch.rand(len(prompts), generator=generator)
+        level = noise_levels(len(prompts), levels, generator)
         noisy, t, target = self._training_sample(loop.scheduler, clean, noise, level.to(clean.device))
         prediction = self._predict(loop, noisy, t, 0)
         return torch.nn.functional.mse_loss(prediction.float(), target.float())
