@@ -94,9 +94,9 @@ def dit_command(
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Clips per step (a noise level per clip).")] = 16,
     lr: Annotated[float, typer.Option("--lr", min=0.0, help="Peak learning rate.")] = 1e-3,
     ema: Annotated[float, typer.Option("--ema", min=0.0, max=0.9999, help="Decay of the weights' moving average "
-                                       "that the DiT ends with (0: the last step's weights).")] = 0.0,
+                                       "that the DiT ends with (0: the last step's weights).")] = 0.999,
     levels: Annotated[NoiseLevels, typer.Option("--levels", help="Density of the training noise levels: uniform, "
-                                                "or logit_normal (SD3's; the middle levels most often).")] = "uniform",
+                                                "or logit_normal (SD3's; the middle levels most often).")] = "logit_normal",
     test_scenes: TestOpt = 64,
     config: ConfigOpt = None,
     device: DeviceOpt = "auto",
