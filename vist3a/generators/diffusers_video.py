@@ -81,13 +81,14 @@ NoiseLevels = Literal["uniform", "logit_normal"]
 
 
 def noise_levels(count: int, density: NoiseLevels = "uniform", generator: torch.Generator | None = None) -> Tensor:
-    """``count`` training noise levels in (0, 1), before a family's timestep shift: ``uniform``, or ``logit_normal``
+    """``count`` training noise levels in [0, 1), before a family's timestep shift: ``uniform``, or ``logit_normal``
     (the sigmoid of a standard normal, SD3's density), which draws the middle levels most often."""
     if density == "logit_normal":
         return torch.sigmoid(torch.randn(count, generator=generator))
     if density == "uniform":
         return torch.rand(count, generator=generator)
     raise ConfigError(f"unknown noise-level density {density!r}; expected one of {list(get_args(NoiseLevels))}")
+
 
 class DiffusersVideoGenerator:
     """Base class of the diffusers generators; a family overrides the methods marked "family"."""
