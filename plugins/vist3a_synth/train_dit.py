@@ -113,8 +113,9 @@ def dit_command(
     torch.manual_seed(seed)
     pipe = build_pipeline(autoencoder, new_transformer(latents.shape[1], architecture)).to(device)
     generator = SynthWanGenerator(pipe, DiffusersVideoConfig(device=device))
+    loss = {} if levels == "uniform" else {"levels": levels}  # uniform runs from before --levels keep resuming
     options = TrainOptions(steps=steps, lr=lr, batch_size=batch_size, seed=seed, warmup=100, checkpoint_every=100,
-                           ema=ema, loss={} if levels == "uniform" else {"levels": levels}, model=overrides(architecture))  # fmt: skip
+                           ema=ema, loss=loss, model=overrides(architecture))  # fmt: skip
     run_training(generator.trainable(), caption_loss(generator, latents, captions, batch_size, levels), options, out,
                  on_step=_printer(steps))  # fmt: skip
     save_half(generator.trainable(), out / DIT_NAME)
