@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import tempfile
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import torch
 import typer
@@ -73,12 +73,14 @@ def sample_clips(data: dict[str, torch.Tensor], count: int, generator: torch.Gen
 @app.command("eval-decoder")
 def eval_decoder(
     checkpoint: Annotated[str | None, typer.Option(help="A synth-anysplat folder; default: the shipped weights.")] = None,
-    count: Annotated[int, typer.Option(min=1, max=10_000, help="Test-split scenes.")] = 50,
-    seed: Annotated[int, typer.Option(min=0, help="Test scenes' seed.")] = 0,
-    cache: Annotated[Path | None, typer.Option(help="Folder that caches the rendered test clips.")] = None,
+    count: Annotated[int, typer.Option(min=1, max=10_000, help="Scenes scored.")] = 50,
+    seed: Annotated[int, typer.Option(min=0, help="Scenes' seed.")] = 0,
+    split: Annotated[Literal["test", "val"], typer.Option(help="Scenes of the test split (unseen combinations) or of "
+                                                          "val (seen ones: for choosing settings).")] = "test",
+    cache: Annotated[Path | None, typer.Option(help="Folder that caches the rendered clips.")] = None,
     device: DeviceOpt = "auto",
 ) -> None:
-    """Held-out metrics on the test split: depth abs-rel, camera errors, PSNR of views rendered from 5 of 9."""
+    """Held-out metrics: depth abs-rel, camera errors, PSNR of views rendered from 5 of 9."""
     import vist3a
     from vist3a_synth.decoder import FRAMES, NAME, SIZE, evaluate
     from vist3a_synth.training import rendered
@@ -87,7 +89,7 @@ def eval_decoder(
         _check_folder(cache)
     decoder = vist3a.load_decoder(NAME, checkpoint, device=device)
     with tempfile.TemporaryDirectory() as scratch:
-        data, _ = rendered(cache or Path(scratch), "test", count, frames=FRAMES, size=SIZE, seed=seed)
+        data, _ = rendered(cache or Path(scratch), split, count, frames=FRAMES, size=SIZE, seed=seed)
     metrics = evaluate(decoder, data)
     for key, value in metrics.items():
         print(f"{key:16s} {value:.4f}")

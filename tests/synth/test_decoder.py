@@ -113,6 +113,18 @@ def test_train_runs_resumes_and_exports(entry_point_plugins, tmp_path, capsys):
     assert "wrote" in capsys.readouterr().out
 
 
+def test_eval_decoder_scores_the_chosen_split(entry_point_plugins, tmp_path, capsys):
+    entry_point_plugins("vist3a_synth", "vist3a_anysplat")
+    args = ["synth", "eval-decoder", "--count", "2", "--cache", str(tmp_path)]
+    assert main([*args, "--split", "val"]) == 0
+    printed = dict(line.split() for line in capsys.readouterr().out.splitlines())
+    data, _ = rendered(tmp_path, "val", 2)  # the clips the command cached
+    expected = evaluate(vist3a.load_decoder("synth-anysplat"), data)
+    assert printed.keys() == expected.keys() and float(printed["abs_rel"]) == pytest.approx(expected["abs_rel"], abs=1e-4)
+    assert [p.name for p in tmp_path.iterdir()] == ["data-val-2-9x64-seed0.safetensors"]
+    assert main([*args, "--split", "train"]) == 2
+
+
 def test_the_default_architecture_is_the_shipped_model():
     def within(part, whole):
         if isinstance(part, dict):
