@@ -21,14 +21,14 @@ MODEL_FOLDER = "model"
 @train.command("decoder")
 def train_decoder(
     out: Annotated[Path, typer.Option("--out", help="Run folder (data cache, state, curves, model/).", show_default=False)],
-    steps: Annotated[int, typer.Option(min=1, help="Optimisation steps.")] = 3000,
+    steps: Annotated[int, typer.Option(min=1, help="Optimisation steps.")] = 6000,
     seed: Annotated[int, typer.Option(min=0, help="Weights, batches and the training scenes' seed.")] = 0,
     scenes: Annotated[int, typer.Option(min=1, max=100_000, help="Training scenes rendered once.")] = 600,
     batch_size: Annotated[int, typer.Option(min=1, help="Clips per step.")] = 2,
     lr: Annotated[float, typer.Option(min=0.0, help="Peak AdamW learning rate.")] = 3e-4,
     render_views: Annotated[int, typer.Option(min=0, help="Unseen views rendered per step (render loss), <= 4.")] = 1,
     warmup: Annotated[int, typer.Option(min=0, help="Linear learning-rate warm-up steps.")] = 0,
-    camera_weight: Annotated[float, typer.Option(min=0.0, help="Weight of the camera loss (depth and render: 1).")] = 1.0,
+    camera_weight: Annotated[float, typer.Option(min=0.0, help="Weight of the camera loss (depth and render: 1).")] = 5.0,
     config: Annotated[Path | None, typer.Option(help="YAML or JSON file of architecture settings (embed_dim, depth, num_heads, patch_size, features); the rest keep the shipped model's.")] = None,
     device: DeviceOpt = "auto",
 ) -> None:
