@@ -123,6 +123,8 @@ def test_eval_decoder_scores_the_chosen_split(entry_point_plugins, tmp_path, cap
     assert printed.keys() == expected.keys() and float(printed["abs_rel"]) == pytest.approx(expected["abs_rel"], abs=1e-4)
     assert [p.name for p in tmp_path.iterdir()] == ["data-val-2-9x64-seed0.safetensors"]
     assert main([*args, "--split", "train"]) == 2
+    errors = capsys.readouterr().err.strip().splitlines()
+    assert len(errors) == 1 and "--split" in errors[0] and "'test', 'val'" in errors[0]
 
 
 def test_the_default_architecture_is_the_shipped_model():
